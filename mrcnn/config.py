@@ -1,0 +1,171 @@
+"""Config: every tunable of the Mask R-CNN in one place, with derived attributes.
+
+Subclass it and override class attributes (Matterport's pattern). Derived
+values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE, BACKBONE_STRIDES use) are
+computed in ``__init__`` and checked, so a bad value fails at construction with
+a message that names the field.
+"""
+import json
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A Config field holds a value the model cannot use."""
+
+
+class Config:
+    """Base configuration. Field names and defaults follow Matterport's."""
+
+    NAME = None  # Override in sub-classes
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # "resnet50", "resnet101" or a callable graph(input_image, config) -> [C2..C5]
+    BACKBONE = "resnet101"
+    # Only needed for a callable backbone.
+    COMPUTE_BACKBONE_SHAPE = None
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    NUM_CLASSES = 1  # Override in sub-classes (background counts as one)
+
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    RPN_ANCHOR_STRIDE = 1
+    RPN_NMS_THRESHOLD = 0.7
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    PRE_NMS_LIMIT = 6000
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)
+
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    IMAGE_MIN_SCALE = 0
+    IMAGE_CHANNEL_COUNT = 3
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    TRAIN_ROIS_PER_IMAGE = 200
+    ROI_POSITIVE_RATIO = 0.33
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+    MASK_SHAPE = [28, 28]
+    MAX_GT_INSTANCES = 100
+
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    DETECTION_MAX_INSTANCES = 100
+    DETECTION_MIN_CONFIDENCE = 0.7
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+    WEIGHT_DECAY = 0.0001
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.,
+        "rpn_bbox_loss": 1.,
+        "mrcnn_class_loss": 1.,
+        "mrcnn_bbox_loss": 1.,
+        "mrcnn_mask_loss": 1.,
+    }
+    USE_RPN_ROIS = True
+    TRAIN_BN = False
+    GRADIENT_CLIP_NORM = 5.0
+
+    # Extension (not in Matterport): parallel loader processes for training.
+    WORKERS = 2
+
+    def __init__(self):
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        if self.IMAGE_RESIZE_MODE == "crop":
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM,
+                                         self.IMAGE_CHANNEL_COUNT])
+        else:
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM,
+                                         self.IMAGE_CHANNEL_COUNT])
+        # image_id(1) + original shape(3) + image shape(3) + window(4) + scale(1) + active class ids
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.validate()
+
+    def validate(self):
+        """Raise ConfigError naming the field when a value cannot work."""
+        def fail(field, message):
+            raise ConfigError(f"Config.{field}: {message}")
+
+        if not isinstance(self.NUM_CLASSES, int) or self.NUM_CLASSES < 1:
+            fail("NUM_CLASSES", f"must be an int >= 1 (background included), got {self.NUM_CLASSES!r}")
+        if self.IMAGES_PER_GPU < 1 or self.GPU_COUNT < 1:
+            fail("IMAGES_PER_GPU", "IMAGES_PER_GPU and GPU_COUNT must be >= 1")
+        if self.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
+            fail("IMAGE_RESIZE_MODE", f"must be square, pad64, crop or none, got {self.IMAGE_RESIZE_MODE!r}")
+        if self.IMAGE_RESIZE_MODE in ("square", "pad64", "crop"):
+            dim = self.IMAGE_MIN_DIM if self.IMAGE_RESIZE_MODE == "crop" else self.IMAGE_MAX_DIM
+            if dim % 64:
+                field = "IMAGE_MIN_DIM" if self.IMAGE_RESIZE_MODE == "crop" else "IMAGE_MAX_DIM"
+                fail(field, f"must be divisible by 64 (2**6, the FPN's deepest stride), got {dim}; "
+                            f"try {max(64, int(round(dim / 64)) * 64)}")
+        if self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM and self.IMAGE_RESIZE_MODE != "crop":
+            fail("IMAGE_MIN_DIM", f"({self.IMAGE_MIN_DIM}) must not exceed IMAGE_MAX_DIM ({self.IMAGE_MAX_DIM})")
+        if not isinstance(self.BACKBONE, str) and not callable(self.BACKBONE):
+            fail("BACKBONE", "must be 'resnet50', 'resnet101' or a callable")
+        if isinstance(self.BACKBONE, str) and self.BACKBONE not in ("resnet50", "resnet101"):
+            fail("BACKBONE", f"unknown backbone {self.BACKBONE!r}; use resnet50 or resnet101")
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            fail("RPN_ANCHOR_SCALES", f"needs one scale per pyramid level ({len(self.BACKBONE_STRIDES)}), "
+                                      f"got {len(self.RPN_ANCHOR_SCALES)}")
+        if not 0 < self.ROI_POSITIVE_RATIO <= 1:
+            fail("ROI_POSITIVE_RATIO", f"must be in (0, 1], got {self.ROI_POSITIVE_RATIO}")
+        if self.TRAIN_ROIS_PER_IMAGE < 1:
+            fail("TRAIN_ROIS_PER_IMAGE", "must be >= 1")
+        if self.POST_NMS_ROIS_TRAINING < self.TRAIN_ROIS_PER_IMAGE and self.USE_RPN_ROIS:
+            log.debug("POST_NMS_ROIS_TRAINING < TRAIN_ROIS_PER_IMAGE: ROI batches will be padded")
+        if self.DETECTION_MAX_INSTANCES < 1:
+            fail("DETECTION_MAX_INSTANCES", "must be >= 1")
+        if not 0 <= self.DETECTION_MIN_CONFIDENCE <= 1:
+            fail("DETECTION_MIN_CONFIDENCE", f"must be in [0, 1], got {self.DETECTION_MIN_CONFIDENCE}")
+        if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
+            fail("MEAN_PIXEL", f"needs {self.IMAGE_CHANNEL_COUNT} values, got {len(self.MEAN_PIXEL)}")
+        if list(self.MASK_SHAPE) != [2 * self.MASK_POOL_SIZE] * 2:
+            fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}) in each dimension, "
+                               f"got {list(self.MASK_SHAPE)}")
+        unknown_losses = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
+        if unknown_losses:
+            fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown_losses)}; "
+                                 f"known: {sorted(Config.LOSS_WEIGHTS)}")
+
+    def to_dict(self):
+        """All upper-case fields as a dict of plain Python values."""
+        out = {}
+        for name in dir(self):
+            if name.isupper() and not name.startswith("__"):
+                value = getattr(self, name)
+                if callable(value):
+                    value = getattr(value, "__name__", repr(value))
+                elif isinstance(value, np.ndarray):
+                    value = value.tolist()
+                elif isinstance(value, tuple):
+                    value = list(value)
+                out[name] = value
+        return out
+
+    def to_json(self):
+        """The config as an indented JSON string."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+
+    def display(self):
+        """Print the configuration, one field per line."""
+        print("\nConfigurations:")
+        for key, value in sorted(self.to_dict().items()):
+            print(f"{key:30} {value}")
+        print("\n")
