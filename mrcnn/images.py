@@ -179,12 +179,13 @@ def unmold_mask(mask, bbox, image_shape):
 
 def mold_image(images, config):
     """Subtract the mean pixel: uint8 RGB [..., 3] -> float32 [..., 3]."""
-    return images.astype(np.float32) - config.MEAN_PIXEL
+    return (images.astype(np.float32) - config.MEAN_PIXEL).astype(np.float32)
 
 
 def unmold_image(normalized_images, config):
     """Add the mean pixel back: float32 [..., 3] -> uint8 [..., 3]."""
-    return np.clip(normalized_images + config.MEAN_PIXEL, 0, 255).astype(np.uint8)
+    # Round, not truncate: float32 molding leaves values like 4.9999 for pixel 5.
+    return np.clip(np.round(normalized_images + config.MEAN_PIXEL), 0, 255).astype(np.uint8)
 
 
 def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids):

@@ -1,0 +1,137 @@
+"""ResNet-50/101 backbone and Feature Pyramid Network, with Matterport's layer names.
+
+Layer names (conv1, bn_conv1, res2a_branch2a, bn2a_branch2a, ..., fpn_c5p5,
+fpn_p2 ...) match Matterport's so a ``mask_rcnn_coco.h5`` loads by name.
+"""
+import keras
+from keras import layers
+
+
+def _bn(name):
+    """Batch normalization named as in Matterport (Keras default epsilon 1e-3)."""
+    return layers.BatchNormalization(name=name)
+
+
+def identity_block(x, kernel_size, filters, stage, block, use_bias=True):
+    """ResNet bottleneck block whose shortcut is the identity.
+
+    x: [B, H, W, C] with C == filters[2]. Returns: [B, H, W, filters[2]].
+    """
+    f1, f2, f3 = filters
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    y = layers.Conv2D(f1, 1, name=conv + "2a", use_bias=use_bias)(x)
+    y = _bn(bn + "2a")(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
+    y = _bn(bn + "2b")(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
+    y = _bn(bn + "2c")(y)
+    y = layers.Add()([y, x])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def conv_block(x, kernel_size, filters, stage, block, strides=2, use_bias=True):
+    """ResNet bottleneck block with a projection shortcut (stride on the first 1x1, Caffe style).
+
+    x: [B, H, W, C]. Returns: [B, H/strides, W/strides, filters[2]].
+    """
+    f1, f2, f3 = filters
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    y = layers.Conv2D(f1, 1, strides=strides, name=conv + "2a", use_bias=use_bias)(x)
+    y = _bn(bn + "2a")(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
+    y = _bn(bn + "2b")(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
+    y = _bn(bn + "2c")(y)
+    shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias)(x)
+    shortcut = _bn(bn + "1")(shortcut)
+    y = layers.Add()([y, shortcut])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def resnet_graph(input_image, architecture, stage5=True):
+    """ResNet stages C1-C5.
+
+    input_image: [B, H, W, 3] molded image. architecture: "resnet50" | "resnet101".
+    Returns: [C1, C2, C3, C4, C5] at strides 2, 4, 8, 16, 32 (C5 None if not stage5).
+    """
+    if architecture not in ("resnet50", "resnet101"):
+        raise ValueError(f"BACKBONE: unknown architecture {architecture!r}; use resnet50 or resnet101")
+    x = layers.ZeroPadding2D((3, 3))(input_image)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1", use_bias=True)(x)
+    x = _bn("bn_conv1")(x)
+    x = layers.Activation("relu")(x)
+    c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=1)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b")
+    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c")
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a")
+    for block in "bcd":
+        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block)
+    c3 = x
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a")
+    block_count = {"resnet50": 5, "resnet101": 22}[architecture]
+    for i in range(block_count):
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i))
+    c4 = x
+    c5 = None
+    if stage5:
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a")
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b")
+        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c")
+    return [c1, c2, c3, c4, c5]
+
+
+def fpn_graph(c2, c3, c4, c5, depth):
+    """Feature Pyramid Network top-down path.
+
+    c2..c5: backbone maps at strides 4..32. depth: channels of every P level.
+    Returns: [P2, P3, P4, P5, P6], each [B, H/stride, W/stride, depth]; P6 is a
+    stride-2 subsample of P5 used only by the RPN.
+    """
+    p5 = layers.Conv2D(depth, 1, name="fpn_c5p5")(c5)
+    p4 = layers.Add(name="fpn_p4add")([
+        layers.UpSampling2D(2, name="fpn_p5upsampled")(p5),
+        layers.Conv2D(depth, 1, name="fpn_c4p4")(c4)])
+    p3 = layers.Add(name="fpn_p3add")([
+        layers.UpSampling2D(2, name="fpn_p4upsampled")(p4),
+        layers.Conv2D(depth, 1, name="fpn_c3p3")(c3)])
+    p2 = layers.Add(name="fpn_p2add")([
+        layers.UpSampling2D(2, name="fpn_p3upsampled")(p3),
+        layers.Conv2D(depth, 1, name="fpn_c2p2")(c2)])
+    p2 = layers.Conv2D(depth, 3, padding="same", name="fpn_p2")(p2)
+    p3 = layers.Conv2D(depth, 3, padding="same", name="fpn_p3")(p3)
+    p4 = layers.Conv2D(depth, 3, padding="same", name="fpn_p4")(p4)
+    p5 = layers.Conv2D(depth, 3, padding="same", name="fpn_p5")(p5)
+    p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
+    return [p2, p3, p4, p5, p6]
+
+
+def build_backbone(input_image, config):
+    """Backbone + FPN for a config.
+
+    input_image: [B, H, W, 3]. Returns: rpn_feature_maps [P2..P6] and
+    mrcnn_feature_maps [P2..P5].
+    """
+    if callable(config.BACKBONE):
+        _, c2, c3, c4, c5 = config.BACKBONE(input_image, config)
+    else:
+        _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True)
+    pyramid = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+    return pyramid, pyramid[:4]
+
+
+def backbone_model(config, image_shape=None):
+    """A stand-alone backbone+FPN keras.Model (for benchmarks: the detector's floor).
+
+    Returns: keras.Model mapping [B, H, W, 3] -> [P2, P3, P4, P5, P6].
+    """
+    shape = tuple(image_shape) if image_shape is not None else tuple(config.IMAGE_SHAPE)
+    inp = keras.Input(shape=shape, name="input_image")
+    pyramid, _ = build_backbone(inp, config)
+    return keras.Model(inp, pyramid, name="backbone_fpn")

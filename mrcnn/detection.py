@@ -1,0 +1,83 @@
+"""DetectionLayer: refine ROIs by class, drop background and low scores, per-class NMS."""
+import numpy as np
+import tensorflow as tf
+import keras
+
+from .box_graph import apply_box_deltas_graph, clip_boxes_graph
+
+
+def refine_detections_graph(rois, probs, deltas, window, config):
+    """Final detections of one image.
+
+    rois: [N, 4] normalized; probs: [N, C]; deltas: [N, C, 4]; window: [4]
+    normalized area of the real image.
+    Returns: detections [D, (y1, x1, y2, x2, class_id, score)] and their full
+    class probabilities [D, C]; D = DETECTION_MAX_INSTANCES, zero-padded.
+    """
+    max_out = config.DETECTION_MAX_INSTANCES
+    class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
+    class_scores = tf.gather(probs, class_ids, batch_dims=1)
+    class_deltas = tf.gather(deltas, class_ids, batch_dims=1)
+    std = tf.constant(np.reshape(config.BBOX_STD_DEV, [1, 4]), dtype=tf.float32)
+    refined = clip_boxes_graph(apply_box_deltas_graph(rois, class_deltas * std), window)
+
+    roi_area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
+    box_area = (refined[:, 2] - refined[:, 0]) * (refined[:, 3] - refined[:, 1])
+    valid = (class_ids > 0) & (roi_area > 0) & (box_area > 0)
+    scores = tf.where(valid, class_scores, -1.0)
+    # Per-class NMS in one call: shift each class's boxes to a disjoint region.
+    offsets = tf.cast(class_ids, tf.float32)[:, None] * 2.0
+    keep = tf.image.non_max_suppression(refined + offsets, scores, max_out,
+                                        iou_threshold=config.DETECTION_NMS_THRESHOLD,
+                                        score_threshold=max(float(config.DETECTION_MIN_CONFIDENCE), 0.0))
+    detections = tf.concat([tf.gather(refined, keep),
+                            tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
+                            tf.gather(class_scores, keep)[:, None]], axis=1)
+    kept_probs = tf.gather(probs, keep)
+    pad = max_out - tf.shape(keep)[0]
+    return tf.pad(detections, [(0, pad), (0, 0)]), tf.pad(kept_probs, [(0, pad), (0, 0)])
+
+
+class DetectionLayer(keras.layers.Layer):
+    """Batch wrapper of refine_detections_graph.
+
+    Inputs: rois [B, N, 4], mrcnn_class [B, N, C], mrcnn_bbox [B, N, C, 4],
+    image_meta [B, META].
+    Outputs: detections [B, D, 6] (boxes normalized), detection_probs [B, D, C].
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+
+    def call(self, inputs):
+        rois, probs, deltas, image_meta = inputs
+        image_shape = image_meta[:, 4:6]
+        window = image_meta[:, 7:11]
+        h = image_shape[:, 0:1] - 1.0
+        w = image_shape[:, 1:2] - 1.0
+        window_norm = (window - tf.constant([0., 0., 1., 1.])) / tf.concat([h, w, h, w], axis=1)
+        max_out = self.config.DETECTION_MAX_INSTANCES
+        num_classes = self.config.NUM_CLASSES
+        detections, det_probs = tf.map_fn(
+            lambda args: refine_detections_graph(*args, self.config),
+            (rois, probs, deltas, window_norm),
+            fn_output_signature=(tf.TensorSpec([max_out, 6], tf.float32),
+                                 tf.TensorSpec([max_out, num_classes], tf.float32)))
+        return [tf.ensure_shape(detections, [None, max_out, 6]),
+                tf.ensure_shape(det_probs, [None, max_out, num_classes])]
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0][0]
+        return [(batch, self.config.DETECTION_MAX_INSTANCES, 6),
+                (batch, self.config.DETECTION_MAX_INSTANCES, self.config.NUM_CLASSES)]
+
+
+class DetectionBoxes(keras.layers.Layer):
+    """detections [B, D, 6] -> boxes [B, D, 4] (input of the mask head at inference)."""
+
+    def call(self, detections):
+        return detections[..., :4]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (4,)

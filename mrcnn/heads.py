@@ -1,0 +1,107 @@
+"""Classifier/box head and mask head on pooled ROIs.
+
+Matterport wrapped each head layer in TimeDistributed. We fold the ROI axis
+into the batch axis instead ([B, N, ...] -> [B*N, ...]): the same layer names
+and weight shapes (so Matterport weights load), without TimeDistributed's
+shape inference pitfalls in Keras 3, and one big convolution per layer.
+"""
+import tensorflow as tf
+import keras
+from keras import layers
+
+from .roi_align import PyramidROIAlign
+
+
+class FoldROIs(keras.layers.Layer):
+    """[B, N, ...] -> [B*N, ...]."""
+
+    def call(self, x):
+        return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        batch, rois = input_shape[0], input_shape[1]
+        folded = batch * rois if batch is not None and rois is not None else None
+        return (folded,) + tuple(input_shape[2:])
+
+
+class UnfoldROIs(keras.layers.Layer):
+    """[B*N, ...] -> [B, N, ...] for a fixed N (the ROI count Config pins)."""
+
+    def __init__(self, num_rois, **kwargs):
+        super().__init__(**kwargs)
+        self.num_rois = int(num_rois)
+
+    def call(self, x):
+        return tf.reshape(x, tf.concat([[-1, self.num_rois], tf.shape(x)[1:]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.num_rois) + tuple(input_shape[1:])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_rois=self.num_rois)
+        return config
+
+
+class BoxDeltasReshape(keras.layers.Layer):
+    """[B, N, num_classes * 4] -> [B, N, num_classes, 4]."""
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+
+    def call(self, x):
+        return tf.reshape(x, [-1, x.shape[1], self.num_classes, 4])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.num_classes, 4)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes)
+        return config
+
+
+def fpn_classifier_graph(rois, feature_maps, num_rois, config):
+    """Classifier and box-regression head.
+
+    rois: [B, N, 4] normalized; feature_maps: [P2..P5].
+    Returns: mrcnn_class_logits [B, N, C], mrcnn_probs [B, N, C],
+    mrcnn_bbox [B, N, C, (dy, dx, log(dh), log(dw))].
+    """
+    pool = config.POOL_SIZE
+    fc = config.FPN_CLASSIF_FC_LAYERS_SIZE
+    x = PyramidROIAlign([pool, pool], config.IMAGE_SHAPE, name="roi_align_classifier")([rois] + feature_maps)
+    x = FoldROIs(name="mrcnn_class_fold")(x)
+    x = layers.Conv2D(fc, pool, padding="valid", name="mrcnn_class_conv1")(x)
+    x = layers.BatchNormalization(name="mrcnn_class_bn1")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(fc, 1, name="mrcnn_class_conv2")(x)
+    x = layers.BatchNormalization(name="mrcnn_class_bn2")(x)
+    x = layers.Activation("relu")(x)
+    shared = layers.Flatten(name="pool_squeeze")(x)
+    logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits")(shared)
+    logits = UnfoldROIs(num_rois, name="mrcnn_class_unfold")(logits)
+    probs = layers.Activation("softmax", name="mrcnn_class")(logits)
+    bbox = layers.Dense(config.NUM_CLASSES * 4, name="mrcnn_bbox_fc")(shared)
+    bbox = UnfoldROIs(num_rois, name="mrcnn_bbox_unfold")(bbox)
+    bbox = BoxDeltasReshape(config.NUM_CLASSES, name="mrcnn_bbox")(bbox)
+    return logits, probs, bbox
+
+
+def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
+    """Mask head.
+
+    rois: [B, N, 4] normalized; feature_maps: [P2..P5].
+    Returns: masks [B, N, MASK_H, MASK_W, C] sigmoid probabilities per class.
+    """
+    pool = config.MASK_POOL_SIZE
+    x = PyramidROIAlign([pool, pool], config.IMAGE_SHAPE, name="roi_align_mask")([rois] + feature_maps)
+    x = FoldROIs(name="mrcnn_mask_fold")(x)
+    for i in range(1, 5):
+        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = layers.BatchNormalization(name=f"mrcnn_mask_bn{i}")(x)
+        x = layers.Activation("relu")(x)
+    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = layers.Conv2D(config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    return UnfoldROIs(num_rois, name="mrcnn_mask_unfold")(x)

@@ -1,0 +1,139 @@
+"""The training step (losses in a custom train_step, as Keras 3 requires) and training callbacks."""
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import losses as L
+
+log = logging.getLogger(__name__)
+
+LOSS_NAMES = ["rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"]
+
+
+class MaskRCNNTrainer(keras.Model):
+    """Wraps the functional training graph and computes the five losses in train_step.
+
+    ``net`` is the functional model built by MaskRCNN in training mode: inputs
+    keyed by name (input_image, input_image_meta, input_rpn_match,
+    input_rpn_bbox, input_gt_class_ids, input_gt_boxes, input_gt_masks), outputs
+    a dict (see MaskRCNN.build). The trainer adds L2 weight decay on the
+    trainable weights (not BN gamma/beta) and reports each loss as a metric.
+    """
+
+    def __init__(self, net, config, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.config = config
+        self.input_keys = list(net.input.keys())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ["loss"] + LOSS_NAMES}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.net(inputs, training=training)
+
+    def compute_losses(self, inputs, training):
+        """Forward pass and losses. Returns (total scalar, {loss name: scalar})."""
+        cfg = self.config
+        out = self.net({k: inputs[k] for k in self.input_keys}, training=training)
+        active_class_ids = inputs["input_image_meta"][:, 12:]
+        rois = out["output_rois"]
+        valid_rois = tf.reduce_sum(tf.abs(rois), axis=-1) > 0
+        parts = {
+            "rpn_class_loss": L.rpn_class_loss(inputs["input_rpn_match"], out["rpn_class_logits"]),
+            "rpn_bbox_loss": L.rpn_bbox_loss(inputs["input_rpn_bbox"], inputs["input_rpn_match"],
+                                             out["rpn_bbox"]),
+            "mrcnn_class_loss": L.mrcnn_class_loss(out["target_class_ids"], out["mrcnn_class_logits"],
+                                                   active_class_ids, valid_rois),
+            "mrcnn_bbox_loss": L.mrcnn_bbox_loss(out["target_bbox"], out["target_class_ids"],
+                                                 out["mrcnn_bbox"]),
+            "mrcnn_mask_loss": L.mrcnn_mask_loss(out["target_mask"], out["target_class_ids"],
+                                                 out["mrcnn_mask"]),
+        }
+        total = tf.add_n([parts[name] * float(cfg.LOSS_WEIGHTS.get(name, 1.0)) for name in LOSS_NAMES])
+        if cfg.WEIGHT_DECAY:
+            total += L.weight_decay_loss(self.net.trainable_weights, cfg.WEIGHT_DECAY)
+        return total, parts
+
+    def _update(self, total, parts):
+        self.trackers["loss"].update_state(total)
+        for name in LOSS_NAMES:
+            self.trackers[name].update_state(parts[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            total, parts = self.compute_losses(inputs, training=True)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = total / tf.cast(replicas, total.dtype)
+        variables = self.net.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self.optimizer.apply_gradients(pairs)
+        return self._update(total, parts)
+
+    def test_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        total, parts = self.compute_losses(inputs, training=False)
+        return self._update(total, parts)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the weights at each epoch end, written to a temporary name then renamed.
+
+    A kill in mid-write leaves only the temporary file, which find_last() ignores.
+    ``path_template`` holds ``{epoch:04d}`` (1-based epoch number).
+    """
+
+    def __init__(self, net, path_template):
+        super().__init__()
+        self.net = net
+        self.path_template = path_template
+        self.last_epoch_done = None
+
+    def save(self, epoch):
+        path = self.path_template.format(epoch=epoch)
+        directory, name = os.path.split(path)
+        tmp = os.path.join(directory, ".tmp_" + name)
+        self.net.save_weights(tmp)
+        os.replace(tmp, path)
+        return path
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.save(epoch + 1)
+        self.last_epoch_done = epoch + 1
+        log.info("saved checkpoint %s", path)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stop training when the loss becomes NaN or infinite, remembering where."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.failed_at = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(np.asarray(loss))):
+            self.failed_at = (self.epoch + 1, batch + 1, {k: float(np.asarray(v)) for k, v in logs.items()})
+            self.model.stop_training = True
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """One log line per epoch with every loss."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = " ".join(f"{k}={float(np.asarray(v)):.4f}" for k, v in sorted(logs.items()))
+        log.info("epoch %d: %s", epoch + 1, parts)
