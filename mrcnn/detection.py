@@ -74,10 +74,38 @@ class DetectionLayer(keras.layers.Layer):
 
 
 class DetectionBoxes(keras.layers.Layer):
-    """detections [B, D, 6] -> boxes [B, D, 4] (input of the mask head at inference)."""
+    """detections [B, D, 6] -> boxes [B, K, 4] of the real detections only.
+
+    K is the largest count of real (non-padding) detections in the batch, at
+    least 1, so the mask head runs on what was found rather than on D padded
+    slots (an image with one lesion costs one mask, not DETECTION_MAX_INSTANCES).
+    """
 
     def call(self, detections):
-        return detections[..., :4]
+        real = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)
+        count = tf.maximum(tf.reduce_max(real), 1)
+        return detections[:, :count, :4]
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:2]) + (4,)
+        return (input_shape[0], None, 4)
+
+
+class PadDetections(keras.layers.Layer):
+    """masks [B, K, h, w, C] -> [B, D, h, w, C], zero-padded to DETECTION_MAX_INSTANCES."""
+
+    def __init__(self, max_instances, **kwargs):
+        super().__init__(**kwargs)
+        self.max_instances = int(max_instances)
+
+    def call(self, masks):
+        pad = self.max_instances - tf.shape(masks)[1]
+        padded = tf.pad(masks, [(0, 0), (0, pad), (0, 0), (0, 0), (0, 0)])
+        return tf.ensure_shape(padded, [None, self.max_instances] + list(masks.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.max_instances) + tuple(input_shape[2:])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_instances=self.max_instances)
+        return config

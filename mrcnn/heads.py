@@ -25,16 +25,30 @@ class FoldROIs(keras.layers.Layer):
 
 
 class UnfoldROIs(keras.layers.Layer):
-    """[B*N, ...] -> [B, N, ...] for a fixed N (the ROI count Config pins)."""
+    """[B*N, ...] -> [B, N, ...].
 
-    def __init__(self, num_rois, **kwargs):
+    With ``num_rois`` set, N is that fixed count (the ROI count Config pins).
+    With ``num_rois=None`` the layer takes ``[x, rois]`` and reads B and N from
+    rois [B, N, 4] (a dynamic count, e.g. only the real detections).
+    """
+
+    def __init__(self, num_rois=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_rois = int(num_rois)
+        self.num_rois = None if num_rois is None else int(num_rois)
 
-    def call(self, x):
-        return tf.reshape(x, tf.concat([[-1, self.num_rois], tf.shape(x)[1:]], axis=0))
+    def call(self, inputs):
+        if self.num_rois is None:
+            x, rois = inputs
+            lead = tf.shape(rois)[:2]
+        else:
+            x = inputs
+            lead = tf.constant([-1, self.num_rois])
+        return tf.reshape(x, tf.concat([lead, tf.shape(x)[1:]], axis=0))
 
     def compute_output_shape(self, input_shape):
+        if self.num_rois is None:
+            x_shape, rois_shape = input_shape
+            return (rois_shape[0], rois_shape[1]) + tuple(x_shape[1:])
         return (None, self.num_rois) + tuple(input_shape[1:])
 
     def get_config(self):
@@ -92,7 +106,8 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
 def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
     """Mask head.
 
-    rois: [B, N, 4] normalized; feature_maps: [P2..P5].
+    rois: [B, N, 4] normalized; feature_maps: [P2..P5]; num_rois: N when it
+    is fixed, None for a dynamic count.
     Returns: masks [B, N, MASK_H, MASK_W, C] sigmoid probabilities per class.
     """
     pool = config.MASK_POOL_SIZE
@@ -104,4 +119,6 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    if num_rois is None:
+        return UnfoldROIs(None, name="mrcnn_mask_unfold")([x, rois])
     return UnfoldROIs(num_rois, name="mrcnn_mask_unfold")(x)

@@ -84,8 +84,13 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     """Binary cross-entropy of the true class's mask on positive ROIs.
 
     target_masks: [B, T, h, w] in {0, 1}; target_class_ids: [B, T];
-    pred_masks: [B, T, h, w, C] sigmoid outputs. Returns: scalar.
+    pred_masks: [B, P, h, w, C] sigmoid outputs for the first P <= T ROIs
+    (the positives come first, so P may stop at the positive budget).
+    Returns: scalar.
     """
+    count = tf.shape(pred_masks)[1]
+    target_masks = target_masks[:, :count]
+    target_class_ids = target_class_ids[:, :count]
     target_class_ids = tf.reshape(tf.cast(target_class_ids, tf.int32), [-1])
     mask_shape = tf.shape(target_masks)
     target_masks = tf.reshape(target_masks, [-1, mask_shape[2], mask_shape[3]])

@@ -19,7 +19,7 @@ from . import anchors as anchors_lib
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes
 from .data import DataGenerator, build_rpn_targets, load_image_gt  # noqa: F401  (Matterport API)
-from .detection import DetectionBoxes, DetectionLayer
+from .detection import DetectionBoxes, DetectionLayer, PadDetections
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .images import compose_image_meta, mold_image, resize_image, unmold_mask
 from .proposals import ProposalLayer
@@ -83,6 +83,20 @@ class NormBoxes(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+class SliceROIs(layers.Layer):
+    """rois [B, N, 4] -> the first `count` rois [B, count, 4]."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, rois):
+        return rois[:, :self.count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
 
 
 class ConcatLevels(layers.Layer):
@@ -171,7 +185,12 @@ class MaskRCNN:
             num_rois = config.TRAIN_ROIS_PER_IMAGE
             mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
                 rois, mrcnn_feature_maps, num_rois, config)
-            mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, num_rois, config)
+            # Positive ROIs come first in the sampled batch and there are at most
+            # `positives` of them: only those reach the mask loss, so only they go
+            # through the mask head (torchvision does the same; Matterport ran all).
+            positives = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
+            positive_rois = SliceROIs(positives, name="positive_rois")(rois)
+            mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, positives, config)
             inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
                       "input_rpn_match": input_rpn_match, "input_rpn_bbox": input_rpn_bbox,
                       "input_gt_class_ids": input_gt_class_ids, "input_gt_boxes": input_gt_boxes,
@@ -193,8 +212,8 @@ class MaskRCNN:
         detections, detection_probs = DetectionLayer(config, name="mrcnn_detection")(
             [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
         detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
-        mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps,
-                                          config.DETECTION_MAX_INSTANCES, config)
+        mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, None, config)
+        mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
         inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
                   "input_anchors": input_anchors}
         outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,

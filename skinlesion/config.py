@@ -1,0 +1,93 @@
+"""LesionConfig: Mask R-CNN defaults sized for dermoscopy (one large lesion per image, CPU-friendly)."""
+import logging
+
+from mrcnn.config import Config, ConfigError
+from skinlesion import schemes
+
+log = logging.getLogger(__name__)
+
+
+class LesionConfig(Config):
+    """Config for skin lesions; NUM_CLASSES follows the class scheme.
+
+    ``LesionConfig(classes="isic2017", IMAGE_MAX_DIM=512)`` or
+    ``LesionConfig.for_scheme("isic2017", IMAGE_MAX_DIM=512)``. Subclasses may
+    set CLASS_SCHEME as a class attribute instead of passing ``classes``.
+    """
+
+    NAME = "lesion"
+    # Class scheme (skinlesion.schemes.SCHEMES); NUM_CLASSES = 1 + its class count.
+    CLASS_SCHEME = "lesion"
+    NUM_CLASSES = 1 + len(schemes.SCHEMES["lesion"])
+
+    # Two 256 px images fit CPU memory and still give batch statistics.
+    IMAGES_PER_GPU = 2
+    # resnet50 is half the cost of resnet101; lesions are large, easy objects.
+    BACKBONE = "resnet50"
+    # CPU-friendly; dermoscopic lesions stay recognisable at 256 px.
+    IMAGE_MIN_DIM = 256
+    IMAGE_MAX_DIM = 256
+    # Lesions are large (10-70% of the image): anchors up to the image size.
+    RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
+    # Lesions are roughly round but can be elongated ellipses.
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    # One object per image: few positive anchors exist, so a small sample stays balanced.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    # A 256 px image has ~16k anchors; the best 1000 hold every plausible lesion box.
+    PRE_NMS_LIMIT = 1000
+    # One lesion per image needs far fewer proposals than COCO's 2000 / 1000.
+    POST_NMS_ROIS_TRAINING = 200
+    POST_NMS_ROIS_INFERENCE = 100
+    # A third of 32 ROIs positive is plenty for one object and keeps the heads cheap.
+    TRAIN_ROIS_PER_IMAGE = 32
+    ROI_POSITIVE_RATIO = 0.33
+    # ISIC convention: one lesion per image; a little room for satellite lesions.
+    MAX_GT_INSTANCES = 4
+    DETECTION_MAX_INSTANCES = 4
+    # Below 0.5 a second, spurious lesion is usually a hair or bubble.
+    DETECTION_MIN_CONFIDENCE = 0.5
+    # Lesion borders are smooth; 56x56 mini-masks keep them at 256 px input.
+    MINI_MASK_SHAPE = (56, 56)
+    # Narrow FPN and head layers: few classes, one object, CPU budget.
+    TOP_DOWN_PYRAMID_SIZE = 128
+    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+    # Short epochs so checkpoints and validation come often on a CPU.
+    STEPS_PER_EPOCH = 100
+    VALIDATION_STEPS = 10
+    # SGD with a small model and batch: 0.01 converges where 0.001 crawls.
+    LEARNING_RATE = 0.01
+    # From scratch (no ImageNet statistics) batch-norm must learn its statistics.
+    TRAIN_BN = True
+
+    def __init__(self, classes=None, **overrides):
+        """Set the class scheme and any upper-case field, then derive and validate.
+
+        classes: scheme name (default: the class attribute CLASS_SCHEME).
+        overrides: FIELD=value for any existing upper-case Config field.
+        Raises ConfigError naming the field for an unknown field or a
+        NUM_CLASSES that contradicts the scheme.
+        """
+        scheme = classes if classes is not None else overrides.pop("CLASS_SCHEME", self.CLASS_SCHEME)
+        try:
+            schemes.check_scheme_name(scheme)
+        except schemes.SchemeError as err:
+            raise ConfigError(f"LesionConfig.CLASS_SCHEME: {err}") from err
+        wanted = schemes.num_classes(scheme)
+        for name, value in overrides.items():
+            if not name.isupper() or not (hasattr(Config, name) or hasattr(type(self), name)):
+                raise ConfigError(f"LesionConfig.{name}: unknown field; fields are upper-case "
+                                  f"Config attributes such as IMAGE_MAX_DIM or LEARNING_RATE")
+            if name == "NUM_CLASSES" and value != wanted:
+                raise ConfigError(f"LesionConfig.NUM_CLASSES: {value} contradicts classes={scheme!r}, "
+                                  f"which has {wanted - 1} classes + background = {wanted}; "
+                                  f"leave NUM_CLASSES out, it follows the scheme")
+            setattr(self, name, value)
+        self.CLASS_SCHEME = scheme
+        self.NUM_CLASSES = wanted
+        self.CLASS_NAMES = ("BG",) + schemes.class_names(scheme)
+        super().__init__()
+
+    @classmethod
+    def for_scheme(cls, scheme_name, **overrides):
+        """A config whose NUM_CLASSES fits ``scheme_name``; overrides as in the constructor."""
+        return cls(classes=scheme_name, **overrides)
