@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""Skin-lesion detection, segmentation and classification with Mask R-CNN.
+
+    python lesions.py --mode train [--dataset DIR] [--classes SCHEME] [--weights coco|imagenet|last|none|PATH]
+                                   [--logs DIR] [--epochs-heads N] [--epochs-all N] [--config KEY=VALUE ...]
+    python lesions.py --mode predict --image FILE|DIR|GLOB [--weights ...] [--out DIR]
+    python lesions.py --mode investigate [--dataset DIR] [--weights ...] [--out DIR]
+    python lesions.py --mode evaluate [--dataset DIR] [--subset val|test] [--weights ...] [--out DIR]
+    python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
+
+No --dataset means the built-in synthetic dermoscopy set (offline demo). No
+--weights in predict / investigate / evaluate means the newest checkpoint
+under --logs. Research software, not a medical device.
+"""
+import argparse
+import ast
+import csv
+import datetime
+import difflib
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+log = logging.getLogger("lesions")
+
+MODES = ("train", "predict", "investigate", "evaluate")
+
+
+class UserError(Exception):
+    """An error in the user's input: printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------- arguments
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Skin-lesion Mask R-CNN (research software, not a medical device).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    parser.add_argument("--mode", default="train",
+                        help="train | predict | investigate | evaluate (default: train, the offline demo)")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset folder (ISIC 2016/2017/2018, HAM10000, PH2 or images/+masks/); "
+                             "default: built-in synthetic dermoscopy")
+    parser.add_argument("--classes", default=None,
+                        help="class scheme: lesion, isic2017, isic2018, binary, ph2 (default: lesion, "
+                             "or the scheme the checkpoint was trained with)")
+    parser.add_argument("--weights", default=None,
+                        help="coco | imagenet | last | none | PATH (train default: none; "
+                             "other modes: the newest checkpoint under --logs)")
+    parser.add_argument("--logs", default="logs", help="run and checkpoint root (default: logs/)")
+    parser.add_argument("--epochs-heads", type=int, default=None,
+                        help="stage 1 epochs (heads only; all layers with --weights none)")
+    parser.add_argument("--epochs-all", type=int, default=None, help="stage 2 epochs (all layers, LR/10)")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a Config field, e.g. --config IMAGE_MAX_DIM=512 (repeatable)")
+    parser.add_argument("--image", default=None, help="predict: an image file, a folder or a glob")
+    parser.add_argument("--out", default=None, help="output folder (default: under --logs)")
+    parser.add_argument("--subset", default=None, help="evaluate / investigate: train | val | test")
+    parser.add_argument("--truth", default=None, help="evaluate: folder of ground-truth masks")
+    parser.add_argument("--predictions", default=None, help="evaluate: folder of predicted masks")
+    parser.add_argument("--seed", type=int, default=0, help="split / synthetic seed (default 0)")
+    parser.add_argument("--augment", default="default", choices=["default", "strong", "none"],
+                        help="training augmentation (default: flips, rotations, colour jitter)")
+    parser.add_argument("--quiet", action="store_true", help="less console output")
+    return parser.parse_args(argv)
+
+
+def parse_overrides(pairs, config_class):
+    """--config KEY=VALUE pairs -> {KEY: value}, parsed as Python literals and type-checked.
+
+    Values are never evaluated as code (ast.literal_eval; bare words stay
+    strings). Unknown keys raise UserError with the nearest field names.
+    """
+    fields = [name for name in dir(config_class) if name.isupper()]
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--config {pair!r}: expected KEY=VALUE, e.g. --config IMAGE_MAX_DIM=512")
+        key, raw = pair.split("=", 1)
+        key = key.strip().upper()
+        if key not in fields:
+            near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise UserError(f"--config {key}: unknown Config field{hint}")
+        if key in ("NUM_CLASSES", "CLASS_SCHEME"):
+            raise UserError(f"--config {key}: set the classes with --classes SCHEME instead")
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        default = getattr(config_class, key)
+        overrides[key] = _coerce(key, value, default)
+    return overrides
+
+
+def _coerce(key, value, default):
+    """Check a --config value against the field's default type; convert where lossless."""
+    if default is None or callable(default):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"--config {key}={value!r}: expected True or False")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"--config {key}={value!r}: expected an integer")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"--config {key}={value!r}: expected a number")
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, np.ndarray):
+        if isinstance(value, (list, tuple)) and len(value) == default.size:
+            return np.array(value, dtype=default.dtype if default.dtype.kind == "f" else float)
+        raise UserError(f"--config {key}={value!r}: expected a list of {default.size} numbers")
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return type(default)(value)
+        raise UserError(f"--config {key}={value!r}: expected a list such as {list(default)!r}")
+    if isinstance(default, dict):
+        if isinstance(value, dict):
+            return value
+        raise UserError(f"--config {key}={value!r}: expected a dict such as {default!r}")
+    return value
+
+
+# -------------------------------------------------------------------- config
+def run_config_of(weights_path):
+    """The config.json saved beside a checkpoint (its run directory), or {}."""
+    if not weights_path:
+        return {}
+    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)), "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {}
+
+
+# Fields of a saved run that define the architecture and preprocessing: a
+# checkpoint must be run with the same values to give the same results.
+ARCHITECTURE_FIELDS = (
+    "BACKBONE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE", "IMAGE_MIN_SCALE", "MEAN_PIXEL",
+    "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS", "RPN_ANCHOR_STRIDE", "BACKBONE_STRIDES",
+    "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
+    "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD",
+    "DETECTION_MAX_INSTANCES", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD", "NAME",
+    "PREPROCESS")
+
+
+def make_config(args, mode, saved=None):
+    """LesionConfig for the mode: the saved run's architecture, then --config overrides."""
+    from skinlesion import LesionConfig
+    saved = saved or {}
+    scheme = args.classes or saved.get("CLASS_SCHEME") or "lesion"
+    if saved.get("CLASS_SCHEME") and args.classes and args.classes != saved["CLASS_SCHEME"] and mode != "train":
+        raise UserError(f"--classes {args.classes}: the checkpoint was trained with "
+                        f"--classes {saved['CLASS_SCHEME']}; leave --classes out or retrain")
+    fields = {}
+    for key in ARCHITECTURE_FIELDS:
+        if key in saved and hasattr(LesionConfig, key):
+            value = saved[key]
+            default = getattr(LesionConfig, key)
+            if isinstance(default, np.ndarray):
+                value = np.array(value)
+            elif isinstance(default, tuple) and isinstance(value, list):
+                value = tuple(value)
+            fields[key] = value
+    fields.update(parse_overrides(args.config, LesionConfig))
+    if mode != "train":
+        fields.setdefault("IMAGES_PER_GPU", 1)
+        fields["GPU_COUNT"] = 1
+    try:
+        return LesionConfig(classes=scheme, **fields)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
+# ------------------------------------------------------------------ datasets
+def load_dataset(args, subset, scheme, config=None, count=None):
+    """A prepared LesionDataset and its summary; synthetic when --dataset is absent."""
+    from skinlesion import LesionDataset
+    if args.dataset and not os.path.exists(args.dataset) and not args.dataset.startswith("synthetic"):
+        raise UserError(f"--dataset {args.dataset}: no such folder")
+    dataset = LesionDataset()
+    size = (int(config.IMAGE_MAX_DIM), int(config.IMAGE_MAX_DIM)) if config is not None else (256, 256)
+    kwargs = {"size": size} if not args.dataset or str(args.dataset).startswith("synthetic") else {}
+    if count is not None and not args.dataset:
+        kwargs["count"] = count
+    summary = dataset.load(args.dataset, subset, classes=scheme, seed=args.seed, **kwargs)
+    dataset.prepare()
+    log.info("dataset: %s layout, subset %s, %d images %s, %d skipped", summary["layout"], subset,
+             summary["images"], summary.get("classes", {}), len(summary.get("skipped", [])))
+    return dataset, summary
+
+
+# ------------------------------------------------------------------- weights
+def resolve_weights(args, default):
+    """The weights argument -> ("none"|"coco"|"imagenet"|"last"|"path", path or None)."""
+    choice = args.weights or default
+    if choice in ("none", "coco", "imagenet", "last"):
+        return choice, None
+    if not os.path.exists(choice):
+        raise UserError(f"--weights {choice}: no such file (use coco, imagenet, last, none or a path)")
+    return "path", choice
+
+
+def find_last_checkpoint(logs, name="lesion"):
+    """Newest checkpoint under logs for config NAME, or UserError saying how to get one."""
+    from mrcnn.model import MaskRCNN  # noqa: F401  (import check only)
+    import re
+    pattern = re.compile(rf"^mask_rcnn_{re.escape(name)}_(\d{{4}})\.weights\.h5$")
+    if os.path.isdir(logs):
+        runs = sorted(d for d in os.listdir(logs) if d.startswith(name) and os.path.isdir(os.path.join(logs, d)))
+        for run in reversed(runs):
+            checkpoints = sorted(f for f in os.listdir(os.path.join(logs, run)) if pattern.match(f))
+            if checkpoints:
+                return os.path.join(logs, run, checkpoints[-1])
+    raise UserError(f"no checkpoint found under {logs}/ (looked for {name}<timestamp>/mask_rcnn_{name}_NNNN"
+                    f".weights.h5); train first with --mode train, or pass --weights PATH")
+
+
+def load_pretrained(model, kind, config):
+    """Load coco / imagenet weights (downloaded when a network is there)."""
+    from mrcnn.weights import COCO_HEAD_LAYERS, download_weights
+    try:
+        path = download_weights(kind, os.path.join(os.path.expanduser("~"), ".keras", "models"))
+    except RuntimeError as err:
+        raise UserError(str(err)) from err
+    exclude = COCO_HEAD_LAYERS if kind == "coco" else None
+    report = model.load_weights(path, by_name=True, exclude=exclude)
+    model.set_log_dir()  # a pretrained file starts a new run at epoch 0
+    log.info("loaded %s weights from %s (%d layers)", kind, path, len(report.get("loaded", [])))
+
+
+# ------------------------------------------------------------------- train
+def augmentation_for(kind):
+    """The albumentations pipeline for --augment (None for none)."""
+    if kind == "none":
+        return None
+    from skinlesion.augment import dermoscopy_augmentation
+    return dermoscopy_augmentation(strong=(kind == "strong"))
+
+
+def cmd_train(args):
+    from mrcnn import model as modellib
+    weights_kind, weights_path = resolve_weights(args, "none")
+    saved = {}
+    if weights_kind == "last":
+        weights_path = find_last_checkpoint(args.logs)
+        saved = run_config_of(weights_path)
+    config = make_config(args, "train", saved)
+    train_set, train_summary = load_dataset(args, "train", config.CLASS_SCHEME, config)
+    val_set, _ = load_dataset(args, "val", config.CLASS_SCHEME, config)
+    if train_summary["images"] == 0:
+        raise UserError(f"--dataset {args.dataset}: no usable training image")
+    os.makedirs(args.logs, exist_ok=True)
+    model = modellib.MaskRCNN(mode="training", config=config, model_dir=args.logs)
+    if weights_kind in ("coco", "imagenet"):
+        load_pretrained(model, weights_kind, config)
+    elif weights_kind in ("last", "path"):
+        model.load_weights(weights_path, by_name=True)
+        log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
+    epochs_heads = args.epochs_heads if args.epochs_heads is not None else getattr(config, "EPOCHS_HEADS", 4)
+    epochs_all = args.epochs_all if args.epochs_all is not None else getattr(config, "EPOCHS_ALL", 2)
+    augmentation = augmentation_for(args.augment)
+    lr = config.LEARNING_RATE
+    try:
+        if weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED")):
+            if weights_kind == "none":
+                log.info("--weights none: stage 1 (heads only) is skipped, a random backbone has nothing "
+                         "to keep; all layers train from the start, at LEARNING_RATE for %d epochs, "
+                         "then LEARNING_RATE/10 for %d", epochs_heads, epochs_all)
+            config.PRETRAINED = False
+            model.train(train_set, val_set, lr, epochs_heads, "all", augmentation=augmentation)
+        else:
+            config.PRETRAINED = True
+            log.info("stage 1: heads at LEARNING_RATE=%g up to epoch %d", lr, epochs_heads)
+            model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation)
+        log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10, epochs_heads + epochs_all)
+        model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all", augmentation=augmentation)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the epoch in progress was saved in {model.log_dir}; "
+              f"resume with --weights last", file=sys.stderr)
+        return 130
+    except FloatingPointError as err:
+        raise UserError(str(err)) from err
+    last = find_last_checkpoint(args.logs)
+    print(f"trained: run {model.log_dir}\n  checkpoint {last}\n  losses {os.path.join(model.log_dir, 'losses.csv')}")
+    return 0
+
+
+# ----------------------------------------------------------------- inference
+def inference_model(args):
+    """(MaskRCNN inference model with weights, config, weights path)."""
+    from mrcnn import model as modellib
+    weights_kind, weights_path = resolve_weights(args, "last")
+    if weights_kind == "last":
+        weights_path = find_last_checkpoint(args.logs)
+    saved = run_config_of(weights_path) if weights_path else {}
+    config = make_config(args, "inference", saved)
+    # The graph keeps every detection with a score; the user threshold is applied
+    # afterwards so the best detection can still be used (flagged) when none passes.
+    user_threshold = config.DETECTION_MIN_CONFIDENCE
+    config.DETECTION_MIN_CONFIDENCE = 0.0
+    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=args.logs)
+    if weights_kind in ("coco", "imagenet"):
+        load_pretrained(model, weights_kind, config)
+    elif weights_kind == "none":
+        log.warning("--weights none: predicting with random weights (for testing the pipeline only)")
+    else:
+        model.load_weights(weights_path, by_name=True)
+        log.info("weights: %s", weights_path)
+    config.DETECTION_MIN_CONFIDENCE = user_threshold
+    return model, config, weights_path
+
+
+def default_out(args, kind):
+    return args.out or os.path.join(args.logs, kind, datetime.datetime.now().strftime("%Y%m%dT%H%M%S"))
+
+
+def cmd_predict(args):
+    from skinlesion.inference import Predictor, list_images
+    if not args.image:
+        raise UserError("--mode predict needs --image FILE|DIR|GLOB")
+    try:
+        paths = list_images(args.image)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from err
+    model, config, weights_path = inference_model(args)
+    out = default_out(args, "predictions")
+    predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE)
+    outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
+    predictor.write_summary(outcome, {"weights": weights_path})
+    low = sum(r["low_confidence"] for r in outcome["images"])
+    print(f"predicted {len(outcome['images'])} images ({len(outcome['skipped'])} skipped, {low} low confidence)"
+          f"\n  outputs: {out}/masks, {out}/overlays, {out}/predictions.json, {out}/probabilities.csv")
+    return 0
+
+
+def cmd_evaluate(args):
+    from skinlesion import scoring
+    out = default_out(args, "evaluation")
+    os.makedirs(out, exist_ok=True)
+    if args.truth or args.predictions:
+        if not (args.truth and args.predictions):
+            raise UserError("--truth and --predictions go together (two folders of ISIC-format masks)")
+        for flag, folder in (("--truth", args.truth), ("--predictions", args.predictions)):
+            if not os.path.isdir(folder):
+                raise UserError(f"{flag} {folder}: no such folder")
+        result = scoring.score_mask_folders(args.truth, args.predictions)
+        metrics = {"segmentation": result["mean"], "images": len(result["per_image"]),
+                   "missing": result.get("missing", []), "skipped": result.get("skipped", []),
+                   "notes": result.get("notes", [])}
+        write_metrics(out, metrics, result["per_image"])
+        return 0
+    from skinlesion.evaluation import evaluate_model
+    model, config, weights_path = inference_model(args)
+    subset = args.subset or "test"
+    dataset, summary = load_dataset(args, subset, config.CLASS_SCHEME, config)
+    if summary["images"] == 0:
+        raise UserError(f"--dataset {args.dataset} --subset {subset}: no usable image")
+    metrics, per_image = evaluate_model(model, config, dataset, out, progress=not args.quiet)
+    metrics.update({"weights": weights_path, "dataset": summary.get("root") or "synthetic",
+                    "layout": summary["layout"], "subset": subset, "dataset_skipped": summary.get("skipped", [])})
+    write_metrics(out, metrics, per_image)
+    return 0
+
+
+def write_metrics(out, metrics, per_image):
+    """metrics.json, per_image.csv and a short table on stdout."""
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1, default=_json_default)
+    columns = ["image", "jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity", "accuracy"]
+    extra = sorted({k for row in per_image for k in row} - set(columns))
+    with open(os.path.join(out, "per_image.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns + extra, extrasaction="ignore")
+        writer.writeheader()
+        for row in per_image:
+            writer.writerow(row)
+    seg = metrics.get("segmentation") or {}
+    print(f"\n{'metric':<20}{'value':>10}")
+    for key in ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity", "accuracy"):
+        value = seg.get(key)
+        print(f"{key:<20}{value:>10.4f}" if value is not None else f"{key:<20}{'n/a':>10}")
+    det = metrics.get("detection") or {}
+    for key in ("mAP50", "mAP"):
+        if det.get(key) is not None:
+            print(f"{key:<20}{det[key]:>10.4f}")
+    cls = metrics.get("classification") or {}
+    if cls.get("balanced_accuracy") is not None:
+        print(f"{'balanced_accuracy':<20}{cls['balanced_accuracy']:>10.4f}")
+        print(f"{'mean_auc':<20}{(cls.get('mean_auc') or float('nan')):>10.4f}")
+    print(f"\nwritten: {out}/metrics.json, {out}/per_image.csv")
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def cmd_investigate(args):
+    from skinlesion.report import investigate
+    model, config, weights_path = None, None, None
+    try:
+        model, config, weights_path = inference_model(args)
+    except UserError as err:
+        if args.weights:
+            raise
+        log.info("no model for the report (%s): data and anchors sections only", err)
+        config = make_config(args, "inference")
+    subset = args.subset or "val"
+    dataset, summary = load_dataset(args, subset, config.CLASS_SCHEME, config)
+    summaries = {subset: summary}
+    for other in ("train", "val", "test"):
+        if other != subset:
+            try:
+                summaries[other] = load_dataset(args, other, config.CLASS_SCHEME, config)[1]
+            except ValueError as err:
+                log.info("subset %s: %s", other, err)
+    out = default_out(args, "investigate")
+    result = investigate(dataset, out, config, model=model, subset_summaries=summaries)
+    print(f"report: {os.path.join(out, 'index.html')} (open it in a browser)\n"
+          f"summary: {os.path.join(out, 'summary.json')}")
+    return 0 if result is not None else 1
+
+
+# ---------------------------------------------------------------------- main
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    if args.mode not in MODES:
+        print(f"error: --mode {args.mode!r} is not a mode; use one of {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+                "investigate": cmd_investigate}
+    try:
+        from mrcnn.config import ConfigError
+        from skinlesion import DatasetError, SchemeError
+        try:
+            return commands[args.mode](args)
+        except (DatasetError, SchemeError, ConfigError) as err:
+            raise UserError(str(err)) from err
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Evaluate a model on a LesionDataset subset: ISIC segmentation, classification and mAP."""
+import logging
+
+import numpy as np
+
+from mrcnn.boxes import extract_bboxes
+from mrcnn.metrics import compute_ap, compute_ap_range
+from skinlesion import scoring
+from skinlesion.inference import Predictor
+
+log = logging.getLogger(__name__)
+
+MAP_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+
+def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlays=True):
+    """Run the model over every image of dataset and score it.
+
+    Writes the predict outputs (masks/, overlays/, predictions.json,
+    probabilities.csv) to out_dir. Returns (metrics dict, per-image rows):
+    metrics = {"segmentation": means of the 6 ISIC metrics, "detection":
+    {"mAP50", "mAP"} (Matterport's per-image AP averaged over images),
+    "classification": ISIC Task 3 scores when the scheme has > 1 class,
+    "images": N, "skipped": [...], "low_confidence": n}.
+    """
+    class_names = list(config.CLASS_NAMES)
+    per_image, ap50, ap_range, truths, probs = [], [], [], [], []
+
+    def score(source, result, lesion_mask, record):
+        image_id = source[3]
+        gt_masks, gt_class_ids = dataset.load_mask(image_id)
+        gt_union = np.any(gt_masks, axis=-1) if gt_masks.shape[-1] else np.zeros(lesion_mask.shape, bool)
+        metrics = scoring.segmentation_metrics(gt_union, lesion_mask)
+        row = {"image": record["stem"], **metrics, "low_confidence": record["low_confidence"],
+               "detections": len(record["detections"])}
+        if gt_masks.shape[-1]:
+            gt_boxes = extract_bboxes(gt_masks)
+            args = (gt_boxes, gt_class_ids, gt_masks, result["rois"], result["class_ids"],
+                    result["scores"], result["masks"])
+            ap = compute_ap(*args, iou_threshold=0.5)[0]
+            ap50.append(ap)
+            ap_range.append(compute_ap_range(*args, iou_thresholds=MAP_THRESHOLDS, verbose=0))
+            row["ap50"] = round(float(ap), 6)
+        label_id = dataset.image_info[image_id].get("class_id")
+        if len(class_names) > 2 and label_id:
+            truths.append(int(label_id) - 1)
+            probs.append([record["probabilities"][c] for c in class_names[1:]])
+            row["truth"] = class_names[int(label_id)]
+            row["predicted"] = class_names[1 + int(np.argmax(probs[-1]))]
+        per_image.append(row)
+
+    predictor = Predictor(model, class_names, out_dir, config.DETECTION_MIN_CONFIDENCE,
+                          write_overlays=write_overlays, on_result=score)
+    outcome = predictor.run(Predictor.dataset_sources(dataset), progress=progress)
+    predictor.write_summary(outcome)
+    metrics = {
+        "images": len(per_image),
+        "skipped": outcome["skipped"],
+        "low_confidence": int(sum(r["low_confidence"] for r in outcome["images"])),
+        "segmentation": scoring.mean_metrics([{k: r[k] for k in scoring.SEGMENTATION_METRICS} for r in per_image])
+        if per_image else None,
+        "detection": {"mAP50": _mean(ap50), "mAP": _mean(ap_range), "images": len(ap50),
+                      "note": "Matterport-style per-image AP (all-point interpolation) averaged over images"},
+    }
+    if truths:
+        metrics["classification"] = scoring.score_classification(np.array(truths), np.array(probs),
+                                                                 class_names[1:])
+    return metrics, per_image
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return round(float(np.mean(values)), 6) if values else None

@@ -1,0 +1,226 @@
+"""From detections to ISIC outputs: one lesion mask per image, class probabilities, files.
+
+Used by ``lesions.py --mode predict`` and ``--mode evaluate``. Decoding runs in
+a thread pool ahead of the model and writing runs behind it, so both cores
+stay busy while the model works on the current batch.
+"""
+import csv
+import glob
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from mrcnn.dataset import read_image_rgb
+from mrcnn.visualize import draw_overlay
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def list_images(spec):
+    """Image files named by a file, a folder (not recursive) or a glob pattern, sorted.
+
+    Raises FileNotFoundError naming spec when nothing matches.
+    """
+    if os.path.isdir(spec):
+        files = [os.path.join(spec, f) for f in os.listdir(spec)
+                 if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+    elif os.path.isfile(spec):
+        files = [spec]
+    else:
+        files = [f for f in glob.glob(spec) if os.path.isfile(f)]
+    files = sorted(files)
+    if not files:
+        raise FileNotFoundError(f"--image {spec}: no image file found (a file, a folder of "
+                                f"{'/'.join(IMAGE_EXTENSIONS)} files, or a glob such as 'dir/*.jpg')")
+    return files
+
+
+def lesion_mask(result, min_confidence):
+    """The one lesion mask of an image (the ISIC task has exactly one lesion per image).
+
+    result: a detect() dict (rois, class_ids, scores, masks [H, W, N], probs).
+    Takes the top detection and unites it with every other detection above
+    min_confidence whose mask overlaps it (a lesion split in two pieces). When
+    nothing reaches min_confidence, the best detection is still used and
+    flagged. Returns: (mask bool [H, W], used detection indices, low_confidence
+    bool); an empty mask only when there is no detection at all.
+    """
+    masks = result["masks"]
+    scores = result["scores"]
+    if len(scores) == 0:
+        return np.zeros(masks.shape[:2], dtype=bool), [], False
+    order = np.argsort(-scores)
+    top = order[0]
+    mask = masks[:, :, top].copy()
+    used = [int(top)]
+    for i in order[1:]:
+        if scores[i] >= min_confidence and np.logical_and(mask, masks[:, :, i]).any():
+            mask |= masks[:, :, i]
+            used.append(int(i))
+    return mask, used, bool(scores[top] < min_confidence)
+
+
+def image_probabilities(result, used, class_names):
+    """Class probabilities of the image from its lesion detections.
+
+    The background column is dropped and the rest renormalised; several
+    detections of one lesion are averaged weighted by score. With no
+    detection: a uniform distribution. Returns float [K] over class_names[1:].
+    """
+    count = len(class_names) - 1
+    if not used:
+        return np.full(count, 1.0 / count)
+    probs = np.asarray(result["probs"])[used][:, 1:]
+    weights = np.asarray(result["scores"])[used][:, None]
+    merged = (probs * weights).sum(axis=0) / max(weights.sum(), 1e-12)
+    total = merged.sum()
+    return merged / total if total > 0 else np.full(count, 1.0 / count)
+
+
+class Predictor:
+    """Runs a MaskRCNN over image files and writes the ISIC-format outputs.
+
+    out_dir receives masks/<stem>_segmentation.png (mode L, 0/255, original
+    size), overlays/<stem>.png, predictions.json and probabilities.csv.
+    """
+
+    def __init__(self, model, class_names, out_dir, min_confidence, write_overlays=True, on_result=None):
+        self.model = model
+        self.class_names = list(class_names)
+        self.out_dir = out_dir
+        self.min_confidence = float(min_confidence)
+        self.write_overlays = write_overlays
+        # Called as on_result(source, result, lesion_mask, record) for each image, in order.
+        self.on_result = on_result
+        os.makedirs(os.path.join(out_dir, "masks"), exist_ok=True)
+        if write_overlays:
+            os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
+
+    @staticmethod
+    def file_sources(paths):
+        """Sources for image files: [(name, path, loader)]."""
+        return [(os.path.basename(p), p, (lambda p=p: read_image_rgb(p))) for p in paths]
+
+    @staticmethod
+    def dataset_sources(dataset):
+        """Sources for a Dataset's images (files or generated): [(name, path or None, loader, image_id)]."""
+        sources = []
+        for image_id in dataset.image_ids:
+            info = dataset.image_info[image_id]
+            name = info.get("stem") or os.path.splitext(os.path.basename(str(info.get("path"))))[0]
+            sources.append((name, info.get("path"), (lambda i=image_id: dataset.load_image(i)), int(image_id)))
+        return sources
+
+    @staticmethod
+    def _read(source):
+        try:
+            return source[2](), None
+        except (ValueError, OSError) as err:
+            return None, str(err)
+
+    def _write(self, source, image, result):
+        """Write one image's mask and overlay; return its predictions.json record."""
+        name, path = source[0], source[1]
+        stem = os.path.splitext(name)[0]
+        mask, used, low = lesion_mask(result, self.min_confidence)
+        Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(
+            os.path.join(self.out_dir, "masks", f"{stem}_segmentation.png"))
+        path = path if isinstance(path, str) else None
+        probabilities = image_probabilities(result, used, self.class_names)
+        detections = []
+        for i in range(len(result["scores"])):
+            y1, x1, y2, x2 = [int(v) for v in result["rois"][i]]
+            class_id = int(result["class_ids"][i])
+            detections.append({
+                "bbox": [x1, y1, x2, y2],
+                "class": self.class_names[class_id],
+                "score": round(float(result["scores"][i]), 6),
+                "probabilities": {name: round(float(p), 6)
+                                  for name, p in zip(self.class_names, result["probs"][i])},
+                "mask_area": int(result["masks"][:, :, i].sum()),
+                "in_lesion_mask": i in used,
+            })
+        if self.write_overlays:
+            captions = [f"{d['class']}: {d['score']:.2f}" for d in detections]
+            overlay = draw_overlay(image, result["masks"], result["rois"], captions)
+            Image.fromarray(overlay).save(os.path.join(self.out_dir, "overlays", f"{stem}.png"))
+        record = {
+            "image": name, "path": os.path.abspath(path) if path else None, "stem": stem,
+            "width": int(image.shape[1]), "height": int(image.shape[0]),
+            "detections": detections, "lesion_mask_area": int(mask.sum()),
+            "low_confidence": low, "no_detection": not detections,
+            "probabilities": {name: round(float(p), 6) for name, p in zip(self.class_names[1:], probabilities)},
+        }
+        if low:
+            log.info("%s: no detection reached %.2f; used the best one (score %.3f), flagged low_confidence",
+                     name, self.min_confidence, float(np.max(result["scores"])))
+        if self.on_result is not None:
+            self.on_result(source, result, mask, record)
+        return record, mask
+
+    def run(self, sources, keep_masks=False, progress=True):
+        """Predict every source (see file_sources / dataset_sources). Returns {"images": [records], "skipped": [...], "masks": {stem: mask}}.
+
+        A file that cannot be decoded is skipped with one line and listed; the
+        rest finish. Outputs are written as each batch completes.
+        """
+        import keras
+        batch = max(1, self.model.config.BATCH_SIZE)
+        records, skipped, kept_masks = [], [], {}
+        bar = keras.utils.Progbar(len(sources), unit_name="image") if progress else None
+        ahead = 2 * batch + 2  # decoded images held in memory at most
+        with ThreadPoolExecutor(max_workers=2) as readers, ThreadPoolExecutor(max_workers=1) as writer:
+            decoded = {}
+            pending_writes = []
+
+            def prefetch(upto):
+                for j in range(len(decoded) + len(done_ids), min(upto, len(sources))):
+                    decoded[j] = readers.submit(self._read, sources[j])
+
+            done_ids = set()
+            prefetch(ahead)
+            for start in range(0, len(sources), batch):
+                chunk_sources, chunk_images = [], []
+                for i in range(start, min(start + batch, len(sources))):
+                    image, error = decoded.pop(i).result()
+                    done_ids.add(i)
+                    if image is None:
+                        where = sources[i][1] or sources[i][0]
+                        log.warning("skipped %s", error if where in error else f"{where}: {error}")
+                        skipped.append({"file": where, "reason": error})
+                        continue
+                    chunk_sources.append(sources[i])
+                    chunk_images.append(image)
+                prefetch(start + batch + ahead)
+                if chunk_images:
+                    results = self.model.detect(chunk_images)
+                    for source, image, result in zip(chunk_sources, chunk_images, results):
+                        pending_writes.append(writer.submit(self._write, source, image, result))
+                if bar:
+                    bar.update(min(start + batch, len(sources)))
+            for future in pending_writes:
+                record, mask = future.result()
+                records.append(record)
+                if keep_masks:
+                    kept_masks[record["stem"]] = mask
+        return {"images": records, "skipped": skipped, "masks": kept_masks}
+
+    def write_summary(self, outcome, extra=None):
+        """Write predictions.json and probabilities.csv for a run() outcome."""
+        payload = {"class_names": self.class_names[1:], "min_confidence": self.min_confidence,
+                   "images": outcome["images"], "skipped": outcome["skipped"]}
+        payload.update(extra or {})
+        with open(os.path.join(self.out_dir, "predictions.json"), "w") as f:
+            json.dump(payload, f, indent=1)
+        with open(os.path.join(self.out_dir, "probabilities.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image"] + self.class_names[1:])
+            for record in outcome["images"]:
+                writer.writerow([record["stem"]] + [f"{record['probabilities'][c]:.6f}"
+                                                    for c in self.class_names[1:]])
