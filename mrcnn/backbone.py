@@ -7,12 +7,12 @@ import keras
 from keras import layers
 
 
-def _bn(name):
+def _bn(name, momentum):
     """Batch normalization named as in Matterport (Keras default epsilon 1e-3)."""
-    return layers.BatchNormalization(name=name)
+    return layers.BatchNormalization(name=name, momentum=momentum)
 
 
-def identity_block(x, kernel_size, filters, stage, block, use_bias=True):
+def identity_block(x, kernel_size, filters, stage, block, use_bias=True, bn_momentum=0.99):
     """ResNet bottleneck block whose shortcut is the identity.
 
     x: [B, H, W, C] with C == filters[2]. Returns: [B, H, W, filters[2]].
@@ -21,18 +21,18 @@ def identity_block(x, kernel_size, filters, stage, block, use_bias=True):
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
     y = layers.Conv2D(f1, 1, name=conv + "2a", use_bias=use_bias)(x)
-    y = _bn(bn + "2a")(y)
+    y = _bn(bn + "2a", bn_momentum)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
-    y = _bn(bn + "2b")(y)
+    y = _bn(bn + "2b", bn_momentum)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
-    y = _bn(bn + "2c")(y)
+    y = _bn(bn + "2c", bn_momentum)(y)
     y = layers.Add()([y, x])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
-def conv_block(x, kernel_size, filters, stage, block, strides=2, use_bias=True):
+def conv_block(x, kernel_size, filters, stage, block, strides=2, use_bias=True, bn_momentum=0.99):
     """ResNet bottleneck block with a projection shortcut (stride on the first 1x1, Caffe style).
 
     x: [B, H, W, C]. Returns: [B, H/strides, W/strides, filters[2]].
@@ -41,20 +41,20 @@ def conv_block(x, kernel_size, filters, stage, block, strides=2, use_bias=True):
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
     y = layers.Conv2D(f1, 1, strides=strides, name=conv + "2a", use_bias=use_bias)(x)
-    y = _bn(bn + "2a")(y)
+    y = _bn(bn + "2a", bn_momentum)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
-    y = _bn(bn + "2b")(y)
+    y = _bn(bn + "2b", bn_momentum)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
-    y = _bn(bn + "2c")(y)
+    y = _bn(bn + "2c", bn_momentum)(y)
     shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias)(x)
-    shortcut = _bn(bn + "1")(shortcut)
+    shortcut = _bn(bn + "1", bn_momentum)(shortcut)
     y = layers.Add()([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
-def resnet_graph(input_image, architecture, stage5=True):
+def resnet_graph(input_image, architecture, stage5=True, bn_momentum=0.99):
     """ResNet stages C1-C5.
 
     input_image: [B, H, W, 3] molded image. architecture: "resnet50" | "resnet101".
@@ -64,26 +64,26 @@ def resnet_graph(input_image, architecture, stage5=True):
         raise ValueError(f"BACKBONE: unknown architecture {architecture!r}; use resnet50 or resnet101")
     x = layers.ZeroPadding2D((3, 3))(input_image)
     x = layers.Conv2D(64, 7, strides=2, name="conv1", use_bias=True)(x)
-    x = _bn("bn_conv1")(x)
+    x = _bn("bn_conv1", bn_momentum)(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=1)
-    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b")
-    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c")
-    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a")
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=1, bn_momentum=bn_momentum)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", bn_momentum=bn_momentum)
+    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", bn_momentum=bn_momentum)
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", bn_momentum=bn_momentum)
     for block in "bcd":
-        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block)
+        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, bn_momentum=bn_momentum)
     c3 = x
-    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a")
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", bn_momentum=bn_momentum)
     block_count = {"resnet50": 5, "resnet101": 22}[architecture]
     for i in range(block_count):
-        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i))
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), bn_momentum=bn_momentum)
     c4 = x
     c5 = None
     if stage5:
-        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a")
-        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b")
-        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c")
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", bn_momentum=bn_momentum)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", bn_momentum=bn_momentum)
+        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", bn_momentum=bn_momentum)
     return [c1, c2, c3, c4, c5]
 
 
@@ -121,7 +121,8 @@ def build_backbone(input_image, config):
     if callable(config.BACKBONE):
         _, c2, c3, c4, c5 = config.BACKBONE(input_image, config)
     else:
-        _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True)
+        _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
+                                        bn_momentum=config.BATCH_NORM_MOMENTUM)
     pyramid = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
     return pyramid, pyramid[:4]
 

@@ -83,8 +83,13 @@ class Config:
     TRAIN_BN = False
     GRADIENT_CLIP_NORM = 5.0
 
-    # Extension (not in Matterport): parallel loader processes for training.
+    # Extensions (not in Matterport):
+    # parallel loader threads for training;
     WORKERS = 2
+    # batch-norm moving-average momentum (Keras default 0.99). Training from
+    # scratch for a few hundred steps wants 0.9 so the inference statistics
+    # catch up with the weights.
+    BATCH_NORM_MOMENTUM = 0.99
 
     def __init__(self):
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT

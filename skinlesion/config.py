@@ -58,6 +58,9 @@ class LesionConfig(Config):
     LEARNING_RATE = 0.01
     # From scratch (no ImageNet statistics) batch-norm must learn its statistics.
     TRAIN_BN = True
+    # A few hundred steps from scratch: 0.9 lets the batch-norm inference
+    # statistics follow the weights (0.99 lags for ~500 steps).
+    BATCH_NORM_MOMENTUM = 0.9
 
     def __init__(self, classes=None, **overrides):
         """Set the class scheme and any upper-case field, then derive and validate.

@@ -46,7 +46,8 @@ def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlay
             truths.append(int(label_id) - 1)
             probs.append([record["probabilities"][c] for c in class_names[1:]])
             row["truth"] = class_names[int(label_id)]
-            row["predicted"] = class_names[1 + int(np.argmax(probs[-1]))]
+            row["predicted"] = (class_names[1 + int(np.argmax(probs[-1]))]
+                                if not record["no_detection"] else None)
         per_image.append(row)
 
     predictor = Predictor(model, class_names, out_dir, config.DETECTION_MIN_CONFIDENCE,

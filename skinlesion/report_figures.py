@@ -1,12 +1,17 @@
-"""Figures of the investigate report, drawn headless on matplotlib Figures and saved as small PNGs.
+"""The investigate report's figures (small PNGs) and its HTML page (skinlesion.report fills them).
 
-Every function takes the data to draw and a ``path`` and returns the path.
+Every figure function takes the data to draw and a ``path`` and returns the path.
 Figures are plain ``matplotlib.figure.Figure`` objects (never pyplot), so no
 window opens and nothing stays registered; each is cleared after saving.
 Images are RGB uint8 [H, W, 3]; boxes are [N, (y1, x1, y2, x2)] in pixels.
+``Page`` collects the sections and writes ``index.html``: inline CSS, no
+script, every text escaped, figures referenced as ``figures/<name>.png``.
 """
+import html
+import math
 import os
 
+import cv2
 import numpy as np
 from matplotlib import patches
 from matplotlib.figure import Figure
@@ -14,6 +19,8 @@ from matplotlib.figure import Figure
 from mrcnn import visualize
 
 DPI = 80
+# Longer side of the image copies kept for figures: full-size ISIC images (up to ~6000 px) are not held.
+THUMBNAIL_SIDE = 256
 TRUTH_COLOR = (0.1, 0.9, 0.2)
 PREDICTION_COLOR = (1.0, 0.3, 0.1)
 
@@ -56,6 +63,56 @@ def _no_data(path, message):
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10)
     return save(fig, path)
+
+
+# --------------------------------------------------------------------------- what to draw
+
+def thumbnail(array, side=None, is_mask=False):
+    """Downscale so the longer side is at most ``side`` pixels (figures need no more).
+
+    array: uint8 image [H, W, 3] or bool mask [H, W]. Returns: the same kind, maybe smaller.
+    """
+    side = side or THUMBNAIL_SIDE
+    height, width = array.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return array
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    if is_mask:
+        return cv2.resize(array.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 127
+    return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+
+
+def centre_anchors(anchors_px, level_counts, per_location, image_shape):
+    """The anchors of the location nearest the image centre, per level.
+
+    anchors_px: [A, 4] pixels, level by level, per_location consecutive anchors
+    per location. Returns: list of [per_location, 4] arrays, one per level.
+    """
+    centre = np.array(image_shape[:2], np.float64) / 2
+    result, start = [], 0
+    for count in level_counts:
+        level = anchors_px[start:start + count]
+        start += count
+        centres = (level[:, :2] + level[:, 2:]) / 2
+        nearest = int(np.argmin(np.sum((centres - centre) ** 2, axis=1)))
+        location = nearest // per_location
+        result.append(level[location * per_location:(location + 1) * per_location])
+    return result
+
+
+def layer_weights(keras_model, names):
+    """First kernel (else first weight) of each named layer found in the (nested) model: {name: array}."""
+    found = {}
+
+    def visit(layer):
+        for sub in getattr(layer, "layers", None) or []:
+            visit(sub)
+        if layer.name in names and layer.name not in found and layer.weights:
+            kernels = [w for w in layer.weights if "kernel" in getattr(w, "path", w.name)]
+            found[layer.name] = np.asarray((kernels or layer.weights)[0].numpy())
+    visit(keras_model)
+    return found
 
 
 # --------------------------------------------------------------------------- data
@@ -218,7 +275,7 @@ def confusion(matrix, row_names, column_names, path):
     for (row, col), value in np.ndenumerate(matrix):
         ax.text(col, row, str(int(value)), ha="center", va="center", fontsize=9,
                 color="white" if value > matrix.max() / 2 else "black")
-    ax.set_xlabel("predicted (top detection)")
+    ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
     return save(fig, path)
 
@@ -275,3 +332,88 @@ def weight_histograms(layers, path):
         ax.locator_params(axis="x", nbins=5)
     fig.tight_layout()
     return save(fig, path)
+
+
+# --------------------------------------------------------------------------- the HTML page
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+nav ul{columns:2;list-style:none;padding-left:0}nav a{text-decoration:none}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f2f2f2}
+tbody tr:nth-child(even){background:#fafafa}
+.scroll{max-height:340px;overflow:auto;border:1px solid #eee;display:inline-block;max-width:100%}
+figure{display:inline-block;margin:.6em 1em .6em 0;vertical-align:top;max-width:100%}
+figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555;max-width:600px}
+.note{color:#666;font-style:italic}.bad{color:#b00000;font-weight:bold}
+.meta{color:#666;font-size:.9em}
+"""
+
+
+class Page:
+    """The report page: sections of HTML fragments, figures saved in OUT/figures/, index.html."""
+
+    def __init__(self, out_dir):
+        """Create out_dir and out_dir/figures."""
+        self.out_dir = os.path.abspath(out_dir)
+        self.figure_dir = os.path.join(self.out_dir, "figures")
+        os.makedirs(self.figure_dir, exist_ok=True)
+        self.sections = []  # (anchor id, title, [html parts])
+        self.figures = []
+
+    def section(self, anchor, title):
+        """Start a section; returns its list of HTML parts to append to."""
+        parts = []
+        self.sections.append((anchor, title, parts))
+        return parts
+
+    def path(self, name):
+        """Absolute path of a figure file."""
+        return os.path.join(self.figure_dir, name)
+
+    def figure(self, path, caption):
+        """HTML of a saved figure (relative src) with its one-sentence caption."""
+        relative = "figures/" + os.path.basename(path)
+        self.figures.append(relative)
+        return (f'<figure><img src="{html.escape(relative)}" alt="{html.escape(caption)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def write(self, title, meta):
+        """Write OUT/index.html: title, meta line linking summary.json, contents, sections. Returns: its path."""
+        toc = "".join(f'<li><a href="#{anchor}">{html.escape(name)}</a></li>' for anchor, name, _ in self.sections)
+        body = "".join(f'<section id="{anchor}"><h2>{html.escape(name)}</h2>{"".join(parts)}</section>'
+                       for anchor, name, parts in self.sections)
+        page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+                f'<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>'
+                f'<p class="meta">{html.escape(meta)}<a href="summary.json">summary.json</a></p>'
+                f"<nav><h2>Contents</h2><ul>{toc}</ul></nav>{body}</body></html>")
+        path = os.path.join(self.out_dir, "index.html")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(page)
+        return path
+
+
+def table(header, rows):
+    """An HTML table; cells are escaped, floats shown with 3 decimals, None and NaN as a dash."""
+    def cell(value):
+        if value is None:
+            return "&ndash;"
+        if isinstance(value, (float, np.floating)):
+            return "&ndash;" if not math.isfinite(value) else f"{value:.3f}"
+        return html.escape(str(value))
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def note(text):
+    """An escaped side remark (italic grey paragraph)."""
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def paragraph(text):
+    """An escaped paragraph."""
+    return f"<p>{html.escape(text)}</p>"
