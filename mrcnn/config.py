@@ -90,6 +90,9 @@ class Config:
     # scratch for a few hundred steps wants 0.9 so the inference statistics
     # catch up with the weights.
     BATCH_NORM_MOMENTUM = 0.99
+    # "sgd" (Matterport: SGD with LEARNING_MOMENTUM) or "adam" (Adam with
+    # beta_1 = LEARNING_MOMENTUM), which converges much faster from scratch.
+    OPTIMIZER = "sgd"
 
     def __init__(self):
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
@@ -144,6 +147,8 @@ class Config:
         if list(self.MASK_SHAPE) != [2 * self.MASK_POOL_SIZE] * 2:
             fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}) in each dimension, "
                                f"got {list(self.MASK_SHAPE)}")
+        if str(self.OPTIMIZER).lower() not in ("sgd", "adam"):
+            fail("OPTIMIZER", f"must be 'sgd' or 'adam', got {self.OPTIMIZER!r}")
         unknown_losses = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
         if unknown_losses:
             fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown_losses)}; "

@@ -115,7 +115,7 @@ def weight_decay_loss(trainable_weights, weight_decay):
     terms = []
     for w in trainable_weights:
         name = w.path if hasattr(w, "path") else w.name
-        if "gamma" in name or "beta" in name:
+        if name.rsplit("/", 1)[-1].split(":")[0] in ("gamma", "beta"):
             continue
         value = tf.convert_to_tensor(w)
         terms.append(weight_decay * tf.reduce_sum(tf.square(value)) / tf.cast(tf.size(value), tf.float32))

@@ -341,8 +341,12 @@ class MaskRCNN:
         scope = self.strategy.scope() if self.strategy else _null_scope()
         with scope:
             trainer = MaskRCNNTrainer(self.keras_model, cfg)
-            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=cfg.LEARNING_MOMENTUM,
-                                             clipnorm=cfg.GRADIENT_CLIP_NORM)
+            if str(cfg.OPTIMIZER).lower() == "adam":
+                optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=cfg.LEARNING_MOMENTUM,
+                                                  clipnorm=cfg.GRADIENT_CLIP_NORM)
+            else:
+                optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=cfg.LEARNING_MOMENTUM,
+                                                 clipnorm=cfg.GRADIENT_CLIP_NORM)
             trainer.compile(optimizer=optimizer)
         checkpoint = AtomicCheckpoint(self.keras_model, self.checkpoint_path)
         nan_guard = NaNGuard()

@@ -36,7 +36,7 @@ class MaskRCNNTrainer(keras.Model):
         return list(self.trackers.values())
 
     def call(self, inputs, training=False):
-        return self.net(inputs, training=training)
+        return self.net({k: inputs[k] for k in self.input_keys}, training=training)
 
     def compute_losses(self, inputs, training):
         """Forward pass and losses. Returns (total scalar, {loss name: scalar})."""

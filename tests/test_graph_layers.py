@@ -290,6 +290,22 @@ def test_detection_targets_mask_of_roi_equal_to_gt_box_is_resized_mini_mask():
     assert masks[0].sum() > 100
 
 
+def test_detection_targets_image_without_instances():
+    """An image with no gt (all padding) gives only negatives, no NaN."""
+    config = TargetConfig()
+    rng = np.random.default_rng(7)
+    proposals = np.zeros((20, 4), np.float32)
+    proposals[:15] = random_boxes(rng, 15)
+    rois, class_ids, deltas, masks = run_targets(proposals, np.zeros((3, 4), np.float32),
+                                                 np.zeros(3, np.int32), np.zeros((56, 56, 3), np.float32),
+                                                 config)
+    assert np.all(np.isfinite(rois)) and np.all(np.isfinite(deltas)) and np.all(np.isfinite(masks))
+    assert np.all(class_ids == 0) and np.all(deltas == 0) and np.all(masks == 0)
+    real = np.abs(rois).sum(axis=1) > 0
+    assert real.sum() == config.TRAIN_ROIS_PER_IMAGE, "negatives fill the whole ROI budget"
+    assert B.compute_overlaps(rois, proposals[:15]).max(axis=1).min() > 0.999, "ROIs are proposals"
+
+
 # ----------------------------------------------------------- DetectionLayer
 
 class DetectConfig(Config):
