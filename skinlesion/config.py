@@ -54,8 +54,10 @@ class LesionConfig(Config):
     # Short epochs so checkpoints and validation come often on a CPU.
     STEPS_PER_EPOCH = 100
     VALIDATION_STEPS = 10
-    # SGD with a small model and batch: 0.01 converges where 0.001 crawls.
-    LEARNING_RATE = 0.01
+    # From scratch, Adam reaches in 300 steps what SGD (momentum 0.9, LR 0.01)
+    # had not reached in 250 (shapes learning test: mAP@0.5 0.94 vs 0.28).
+    OPTIMIZER = "adam"
+    LEARNING_RATE = 0.001
     # From scratch (no ImageNet statistics) batch-norm must learn its statistics.
     TRAIN_BN = True
     # A few hundred steps from scratch: 0.9 lets the batch-norm inference

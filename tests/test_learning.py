@@ -15,7 +15,8 @@ from mrcnn_shapes import ShapesConfig, ShapesDataset, ShapesInferenceConfig
 class LearningConfig(ShapesConfig):
     STEPS_PER_EPOCH = 50
     VALIDATION_STEPS = 0
-    LEARNING_RATE = 0.01
+    LEARNING_RATE = 0.001
+    OPTIMIZER = "adam"
     BATCH_NORM_MOMENTUM = 0.9
     VERBOSE = 0
 
@@ -25,7 +26,7 @@ class LearningInferenceConfig(ShapesInferenceConfig):
     DETECTION_MIN_CONFIDENCE = 0.5
 
 
-EPOCHS = 5  # x 50 steps of 2 images
+EPOCHS = 8  # x 50 steps of 2 images (measured: 0.94 after 300 steps)
 
 
 @pytest.fixture(scope="module")
