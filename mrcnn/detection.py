@@ -6,15 +6,18 @@ import keras
 from .box_graph import apply_box_deltas_graph, clip_boxes_graph
 
 
-def refine_detections_graph(rois, probs, deltas, window, config):
+def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=None):
     """Final detections of one image.
 
     rois: [N, 4] normalized; probs: [N, C]; deltas: [N, C, 4]; window: [4]
-    normalized area of the real image.
+    normalized area of the real image. min_confidence: score threshold
+    (default config.DETECTION_MIN_CONFIDENCE).
     Returns: detections [D, (y1, x1, y2, x2, class_id, score)] and their full
     class probabilities [D, C]; D = DETECTION_MAX_INSTANCES, zero-padded.
     """
     max_out = config.DETECTION_MAX_INSTANCES
+    if min_confidence is None:
+        min_confidence = config.DETECTION_MIN_CONFIDENCE
     class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
     class_scores = tf.gather(probs, class_ids, batch_dims=1)
     class_deltas = tf.gather(deltas, class_ids, batch_dims=1)
@@ -29,7 +32,7 @@ def refine_detections_graph(rois, probs, deltas, window, config):
     offsets = tf.cast(class_ids, tf.float32)[:, None] * 2.0
     keep = tf.image.non_max_suppression(refined + offsets, scores, max_out,
                                         iou_threshold=config.DETECTION_NMS_THRESHOLD,
-                                        score_threshold=max(float(config.DETECTION_MIN_CONFIDENCE), 0.0))
+                                        score_threshold=max(float(min_confidence), 0.0))
     detections = tf.concat([tf.gather(refined, keep),
                             tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
                             tf.gather(class_scores, keep)[:, None]], axis=1)
@@ -49,6 +52,8 @@ class DetectionLayer(keras.layers.Layer):
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        # Fixed when the graph is built, even if the config object changes later.
+        self.min_confidence = float(config.DETECTION_MIN_CONFIDENCE)
 
     def call(self, inputs):
         rois, probs, deltas, image_meta = inputs
@@ -60,7 +65,7 @@ class DetectionLayer(keras.layers.Layer):
         max_out = self.config.DETECTION_MAX_INSTANCES
         num_classes = self.config.NUM_CLASSES
         detections, det_probs = tf.map_fn(
-            lambda args: refine_detections_graph(*args, self.config),
+            lambda args: refine_detections_graph(*args, self.config, self.min_confidence),
             (rois, probs, deltas, window_norm),
             fn_output_signature=(tf.TensorSpec([max_out, 6], tf.float32),
                                  tf.TensorSpec([max_out, num_classes], tf.float32)))
