@@ -51,8 +51,8 @@ def parse_args(argv=None):
                              "other modes: the newest checkpoint under --logs)")
     parser.add_argument("--logs", default="logs", help="run and checkpoint root (default: logs/)")
     parser.add_argument("--epochs-heads", type=int, default=None,
-                        help="stage 1 epochs (heads only; all layers with --weights none)")
-    parser.add_argument("--epochs-all", type=int, default=None, help="stage 2 epochs (all layers, LR/10)")
+                        help="stage 1 epochs (heads only; all layers with --weights none; default 4)")
+    parser.add_argument("--epochs-all", type=int, default=None, help="stage 2 epochs (all layers, LR/10; default 1)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="override a Config field, e.g. --config IMAGE_MAX_DIM=512 (repeatable)")
     parser.add_argument("--image", default=None, help="predict: an image file, a folder or a glob")
@@ -265,7 +265,7 @@ def cmd_train(args):
         model.load_weights(weights_path, by_name=True)
         log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
     epochs_heads = args.epochs_heads if args.epochs_heads is not None else getattr(config, "EPOCHS_HEADS", 4)
-    epochs_all = args.epochs_all if args.epochs_all is not None else getattr(config, "EPOCHS_ALL", 2)
+    epochs_all = args.epochs_all if args.epochs_all is not None else getattr(config, "EPOCHS_ALL", 1)
     augmentation = augmentation_for(args.augment)
     lr = config.LEARNING_RATE
     try:
