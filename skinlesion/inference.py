@@ -129,7 +129,7 @@ class Predictor:
         name, path = source[0], source[1]
         stem = os.path.splitext(name)[0]
         mask, used, low = lesion_mask(result, self.min_confidence)
-        Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(
+        Image.fromarray((mask * 255).astype(np.uint8)).save(
             os.path.join(self.out_dir, "masks", f"{stem}_segmentation.png"))
         path = path if isinstance(path, str) else None
         probabilities = image_probabilities(result, used, self.class_names)
