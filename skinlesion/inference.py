@@ -47,7 +47,8 @@ def lesion_mask(result, min_confidence):
 
     result: a detect() dict (rois, class_ids, scores, masks [H, W, N], probs).
     Takes the top detection and unites it with every other detection above
-    min_confidence whose mask overlaps it (a lesion split in two pieces). When
+    min_confidence whose mask overlaps it (a lesion split in two pieces); if that
+    mask is empty, the top detection's box is used. When
     nothing reaches min_confidence, the best detection is still used and
     flagged. Returns: (mask bool [H, W], used detection indices, low_confidence
     bool); an empty mask only when there is no detection at all.
@@ -64,6 +65,11 @@ def lesion_mask(result, min_confidence):
         if scores[i] >= min_confidence and np.logical_and(mask, masks[:, :, i]).any():
             mask |= masks[:, :, i]
             used.append(int(i))
+    if not mask.any():
+        # The mask head put no pixel above 0.5 inside the detected box (an
+        # untrained or unsure model): the box itself is the best outline we have.
+        y1, x1, y2, x2 = [int(v) for v in result["rois"][top]]
+        mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = True
     return mask, used, bool(scores[top] < min_confidence)
 
 
