@@ -210,17 +210,11 @@ def resolve_weights(args, default):
 
 def find_last_checkpoint(logs, name="lesion"):
     """Newest checkpoint under logs for config NAME, or UserError saying how to get one."""
-    from mrcnn.model import MaskRCNN  # noqa: F401  (import check only)
-    import re
-    pattern = re.compile(rf"^mask_rcnn_{re.escape(name)}_(\d{{4}})\.weights\.h5$")
-    if os.path.isdir(logs):
-        runs = sorted(d for d in os.listdir(logs) if d.startswith(name) and os.path.isdir(os.path.join(logs, d)))
-        for run in reversed(runs):
-            checkpoints = sorted(f for f in os.listdir(os.path.join(logs, run)) if pattern.match(f))
-            if checkpoints:
-                return os.path.join(logs, run, checkpoints[-1])
-    raise UserError(f"no checkpoint found under {logs}/ (looked for {name}<timestamp>/mask_rcnn_{name}_NNNN"
-                    f".weights.h5); train first with --mode train, or pass --weights PATH")
+    from mrcnn.model import find_last_checkpoint as find_last
+    try:
+        return find_last(logs, name)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from err
 
 
 def load_pretrained(model, kind, config):

@@ -115,6 +115,26 @@ class ConcatLevels(layers.Layer):
         return (input_shape[0][0], total, input_shape[0][2])
 
 
+def find_last_checkpoint(model_dir, name):
+    """Newest mask_rcnn_<name>_NNNN.weights.h5 of the newest <name><timestamp> run under model_dir.
+
+    Temporary files of an interrupted save (.tmp_ prefix) never match.
+    Raises FileNotFoundError naming model_dir and what to do when there is none.
+    """
+    name = name.lower()
+    pattern = re.compile(rf"^mask_rcnn_{re.escape(name)}_(\d{{4}})\.weights\.h5$")
+    if os.path.isdir(model_dir):
+        runs = sorted(d for d in os.listdir(model_dir)
+                      if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
+        for run in reversed(runs):
+            checkpoints = sorted(f for f in os.listdir(os.path.join(model_dir, run)) if pattern.match(f))
+            if checkpoints:
+                return os.path.join(model_dir, run, checkpoints[-1])
+    raise FileNotFoundError(f"no checkpoint found under {model_dir} for config NAME {name!r} "
+                            f"(looked for {name}<timestamp>/mask_rcnn_{name}_NNNN.weights.h5); "
+                            "train first (--mode train) or pass --weights PATH")
+
+
 class MaskRCNN:
     """Mask R-CNN in "training" or "inference" mode (Matterport's class and API)."""
 
@@ -227,21 +247,7 @@ class MaskRCNN:
 
         Raises FileNotFoundError naming model_dir when there is none.
         """
-        name = self.config.NAME.lower()
-        if not os.path.isdir(self.model_dir):
-            raise FileNotFoundError(f"no checkpoint found: {self.model_dir} does not exist; "
-                                    "train first (--mode train) or pass --weights PATH")
-        runs = sorted(d for d in os.listdir(self.model_dir)
-                      if d.startswith(name) and os.path.isdir(os.path.join(self.model_dir, d)))
-        pattern = re.compile(rf"^mask_rcnn_{re.escape(name)}_(\d{{4}})\.weights\.h5$")
-        for run in reversed(runs):
-            run_dir = os.path.join(self.model_dir, run)
-            checkpoints = sorted(f for f in os.listdir(run_dir) if pattern.match(f))
-            if checkpoints:
-                return os.path.join(run_dir, checkpoints[-1])
-        raise FileNotFoundError(f"no checkpoint found under {self.model_dir} for config NAME {name!r} "
-                                f"(looked for {name}<timestamp>/mask_rcnn_{name}_NNNN.weights.h5); "
-                                "train first (--mode train) or pass --weights PATH")
+        return find_last_checkpoint(self.model_dir, self.config.NAME)
 
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load weights from our .weights.h5 or a Keras-2 HDF5 file (e.g. mask_rcnn_coco.h5).
@@ -282,13 +288,6 @@ class MaskRCNN:
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.weights.h5")
 
     # -------------------------------------------------------------- training
-    def _all_layers(self, model=None):
-        model = model or self.keras_model
-        for layer in model.layers:
-            yield layer
-            if isinstance(layer, keras.Model):
-                yield from self._all_layers(layer)
-
     def set_trainable(self, layer_regex, verbose=0):
         """Make layers whose name fully matches layer_regex trainable, freeze the rest.
 
@@ -453,8 +452,8 @@ class MaskRCNN:
     def run_inference(self, images):
         """Mold images and run the inference graph; returns (raw outputs dict, metas, windows)."""
         molded, metas, windows = self.mold_inputs(images)
-        anchors = np.broadcast_to(self.get_anchors(molded[0].shape), (len(images),) +
-                                  self.get_anchors(molded[0].shape).shape)
+        anchors = self.get_anchors(molded[0].shape)
+        anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
         return self._predict(molded, metas, anchors), molded, metas, windows
 
     def detect(self, images, verbose=0):
