@@ -8,7 +8,8 @@
     python lesions.py --mode evaluate [--dataset DIR] [--subset val|test] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
 
-No --dataset means the built-in synthetic dermoscopy set (offline demo). No
+No --dataset means the built-in synthetic dermoscopy set: the offline demo
+(192 px, 6 + 2 epochs of 100 steps, under 15 minutes on 2 CPU cores). No
 --weights in predict / investigate / evaluate means the newest checkpoint
 under --logs. Research software, not a medical device.
 """
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -51,8 +53,12 @@ def parse_args(argv=None):
                              "other modes: the newest checkpoint under --logs)")
     parser.add_argument("--logs", default="logs", help="run and checkpoint root (default: logs/)")
     parser.add_argument("--epochs-heads", type=int, default=None,
-                        help="stage 1 epochs (heads only; all layers with --weights none; default 4)")
-    parser.add_argument("--epochs-all", type=int, default=None, help="stage 2 epochs (all layers, LR/10; default 1)")
+                        help="stage 1 epochs (heads only; all layers with --weights none; "
+                             "default 4, demo 6)")
+    parser.add_argument("--epochs-all", type=int, default=None, help="stage 2 epochs (all layers, LR/10; default 1, demo 2)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train: wall-clock budget; stage 1 stops at its share of it "
+                             "(epochs-heads / all epochs), stage 2 at the end; epochs become caps")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="override a Config field, e.g. --config IMAGE_MAX_DIM=512 (repeatable)")
     parser.add_argument("--image", default=None, help="predict: an image file, a folder or a glob")
@@ -61,6 +67,9 @@ def parse_args(argv=None):
     parser.add_argument("--truth", default=None, help="evaluate: folder of ground-truth masks")
     parser.add_argument("--predictions", default=None, help="evaluate: folder of predicted masks")
     parser.add_argument("--seed", type=int, default=0, help="split / synthetic seed (default 0)")
+    parser.add_argument("--split", default="0.8,0.1,0.1",
+                        help="train,val,test fractions for layouts without official splits "
+                             "(default 0.8,0.1,0.1; a val of 0 trains without validation)")
     parser.add_argument("--augment", default="default", choices=["default", "strong", "none"],
                         help="training augmentation (default: flips, rotations, colour jitter)")
     parser.add_argument("--quiet", action="store_true", help="less console output")
@@ -148,7 +157,14 @@ ARCHITECTURE_FIELDS = (
     "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
     "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD",
     "DETECTION_MAX_INSTANCES", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD", "NAME",
-    "PREPROCESS")
+    "PREPROCESS", "NORM")
+
+
+# The demo: `lesions.py --mode train` with no --dataset trains on the built-in
+# synthetic set at 192 px, which on 2 cores fits 800 steps in under 15 minutes
+# (README "Measured results"); --config and --epochs-* still override.
+DEMO_CONFIG = {"IMAGE_MIN_DIM": 192, "IMAGE_MAX_DIM": 192, "RPN_ANCHOR_SCALES": (24, 48, 96, 144, 192)}
+DEMO_EPOCHS = (6, 2)
 
 
 def make_config(args, mode, saved=None):
@@ -169,7 +185,17 @@ def make_config(args, mode, saved=None):
             elif isinstance(default, tuple) and isinstance(value, list):
                 value = tuple(value)
             fields[key] = value
-    fields.update(parse_overrides(args.config, LesionConfig))
+    if mode == "train" and not saved and not args.dataset:
+        fields.update(DEMO_CONFIG)
+    if saved and "NORM" not in saved:
+        fields["NORM"] = "batch"  # runs saved before NORM existed used batch norm
+    overrides = parse_overrides(args.config, LesionConfig)
+    if (args.weights in ("coco", "imagenet") and "NORM" not in overrides
+            and fields.get("NORM", LesionConfig.NORM) != "batch"):
+        log.info("--weights %s: pretrained files hold batch-norm layers, so NORM=batch "
+                 "(LesionConfig's group norm is for training from scratch)", args.weights)
+        fields["NORM"] = "batch"
+    fields.update(overrides)
     if mode != "train":
         fields.setdefault("IMAGES_PER_GPU", 1)
         fields["GPU_COUNT"] = 1
@@ -185,12 +211,23 @@ def load_dataset(args, subset, scheme, config=None, count=None):
     from skinlesion import LesionDataset
     if args.dataset and not os.path.exists(args.dataset) and not args.dataset.startswith("synthetic"):
         raise UserError(f"--dataset {args.dataset}: no such folder")
+    try:
+        split = tuple(float(v) for v in str(args.split).split(","))
+    except ValueError:
+        raise UserError(f"--split {args.split}: expected three fractions such as 0.8,0.1,0.1") from None
+    if subset == "val" and len(split) == 3 and split[1] == 0 and args.dataset:
+        return None, {"layout": None, "images": 0}
     dataset = LesionDataset()
     size = (int(config.IMAGE_MAX_DIM), int(config.IMAGE_MAX_DIM)) if config is not None else (256, 256)
     kwargs = {"size": size} if not args.dataset or str(args.dataset).startswith("synthetic") else {}
     if count is not None and not args.dataset:
         kwargs["count"] = count
-    summary = dataset.load(args.dataset, subset, classes=scheme, seed=args.seed, **kwargs)
+    try:
+        summary = dataset.load(args.dataset, subset, classes=scheme, seed=args.seed, split=split, **kwargs)
+    except ValueError as err:
+        if "split" not in str(err):
+            raise
+        raise UserError(f"--split {args.split}: {err}") from err
     dataset.prepare()
     log.info("dataset: %s layout, subset %s, %d images %s, %d skipped", summary["layout"], subset,
              summary["images"], summary.get("classes", {}), len(summary.get("skipped", [])))
@@ -249,6 +286,8 @@ def cmd_train(args):
     config = make_config(args, "train", saved)
     train_set, train_summary = load_dataset(args, "train", config.CLASS_SCHEME, config)
     val_set, _ = load_dataset(args, "val", config.CLASS_SCHEME, config)
+    if val_set is None:
+        log.info("--split %s: no validation subset; training without validation losses", args.split)
     if train_summary["images"] == 0:
         raise UserError(f"--dataset {args.dataset}: no usable training image")
     os.makedirs(args.logs, exist_ok=True)
@@ -258,10 +297,22 @@ def cmd_train(args):
     elif weights_kind in ("last", "path"):
         model.load_weights(weights_path, by_name=True)
         log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
-    epochs_heads = args.epochs_heads if args.epochs_heads is not None else getattr(config, "EPOCHS_HEADS", 4)
-    epochs_all = args.epochs_all if args.epochs_all is not None else getattr(config, "EPOCHS_ALL", 1)
+    default_heads, default_all = DEMO_EPOCHS if not args.dataset else (4, 1)
+    epochs_heads = args.epochs_heads if args.epochs_heads is not None else default_heads
+    epochs_all = args.epochs_all if args.epochs_all is not None else default_all
     augmentation = augmentation_for(args.augment)
     lr = config.LEARNING_RATE
+    budgets = [None, None]
+    if args.minutes is not None:
+        if args.minutes <= 0:
+            raise UserError(f"--minutes {args.minutes}: must be > 0")
+        from mrcnn.training import TimeBudget
+        start = time.monotonic()
+        share = epochs_heads / max(1, epochs_heads + epochs_all)
+        budgets = [TimeBudget(start + 60 * args.minutes * share), TimeBudget(start + 60 * args.minutes)]
+        log.info("--minutes %g: stage 1 until %.1f min, stage 2 until %g min", args.minutes,
+                 args.minutes * share, args.minutes)
+    callbacks = [[b] if b else None for b in budgets]
     try:
         if weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED")):
             if weights_kind == "none":
@@ -269,13 +320,19 @@ def cmd_train(args):
                          "to keep; all layers train from the start, at LEARNING_RATE for %d epochs, "
                          "then LEARNING_RATE/10 for %d", epochs_heads, epochs_all)
             config.PRETRAINED = False
-            model.train(train_set, val_set, lr, epochs_heads, "all", augmentation=augmentation)
+            model.train(train_set, val_set, lr, epochs_heads, "all", augmentation=augmentation,
+                        custom_callbacks=callbacks[0])
         else:
             config.PRETRAINED = True
             log.info("stage 1: heads at LEARNING_RATE=%g up to epoch %d", lr, epochs_heads)
-            model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation)
+            model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation,
+                        custom_callbacks=callbacks[0])
         log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10, epochs_heads + epochs_all)
-        model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all", augmentation=augmentation)
+        if budgets[1] is not None and time.monotonic() >= budgets[1].deadline:
+            log.info("--minutes %g: no time left for stage 2", args.minutes)
+        else:
+            model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all",
+                        augmentation=augmentation, custom_callbacks=callbacks[1])
     except KeyboardInterrupt:
         print(f"\ninterrupted: the epoch in progress was saved in {model.log_dir}; "
               f"resume with --weights last", file=sys.stderr)

@@ -7,83 +7,117 @@ import keras
 from keras import layers
 
 
-def _bn(name, momentum):
-    """Batch normalization named as in Matterport (Keras default epsilon 1e-3)."""
-    return layers.BatchNormalization(name=name, momentum=momentum)
+NORMS = ("batch", "group")
 
 
-def identity_block(x, kernel_size, filters, stage, block, use_bias=True, bn_momentum=0.99):
-    """ResNet bottleneck block whose shortcut is the identity.
+def norm_layer(name, momentum=0.99, kind="batch"):
+    """Normalization layer under a Matterport name (bn_conv1, bn2a_branch2a, mrcnn_mask_bn1 ...).
 
-    x: [B, H, W, C] with C == filters[2]. Returns: [B, H, W, filters[2]].
+    kind "batch": BatchNormalization (Matterport; loads mask_rcnn_coco.h5).
+    kind "group": GroupNormalization with 32 groups (fewer when the channel
+    count does not divide): per-image statistics, identical in training and
+    inference, which is what small-batch training from scratch needs (Wu & He,
+    "Group Normalization", 2018). Works on [..., C] tensors of any rank.
     """
-    f1, f2, f3 = filters
-    conv = f"res{stage}{block}_branch"
-    bn = f"bn{stage}{block}_branch"
-    y = layers.Conv2D(f1, 1, name=conv + "2a", use_bias=use_bias)(x)
-    y = _bn(bn + "2a", bn_momentum)(y)
-    y = layers.Activation("relu")(y)
-    y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
-    y = _bn(bn + "2b", bn_momentum)(y)
-    y = layers.Activation("relu")(y)
-    y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
-    y = _bn(bn + "2c", bn_momentum)(y)
-    y = layers.Add()([y, x])
-    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+    if kind == "batch":
+        return layers.BatchNormalization(name=name, momentum=momentum)
+    if kind == "group":
+        return _GroupNorm(name=name)
+    raise ValueError(f"NORM: unknown normalization {kind!r}; use one of {NORMS}")
 
 
-def conv_block(x, kernel_size, filters, stage, block, strides=2, use_bias=True, bn_momentum=0.99):
-    """ResNet bottleneck block with a projection shortcut (stride on the first 1x1, Caffe style).
+class _GroupNorm(layers.GroupNormalization):
+    """GroupNormalization that picks its group count from the channel count at build time."""
 
-    x: [B, H, W, C]. Returns: [B, H/strides, W/strides, filters[2]].
+    def __init__(self, groups=32, **kwargs):
+        super().__init__(groups=groups, epsilon=1e-5, **kwargs)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        groups = min(self.groups, channels)
+        while channels % groups:
+            groups -= 1
+        self.groups = groups
+        super().build(input_shape)
+
+
+def _bottleneck_branch(x, kernel_size, filters, stage, block, strides, use_bias, bn_momentum, norm):
+    """The 1x1 -> kxk -> 1x1 main branch of a ResNet bottleneck (stride on the first 1x1, Caffe style).
+
+    x: [B, H, W, C]. Returns: [B, H/strides, W/strides, filters[2]] before the
+    residual add (no final ReLU).
     """
     f1, f2, f3 = filters
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
     y = layers.Conv2D(f1, 1, strides=strides, name=conv + "2a", use_bias=use_bias)(x)
-    y = _bn(bn + "2a", bn_momentum)(y)
+    y = norm_layer(bn + "2a", bn_momentum, norm)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
-    y = _bn(bn + "2b", bn_momentum)(y)
+    y = norm_layer(bn + "2b", bn_momentum, norm)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
-    y = _bn(bn + "2c", bn_momentum)(y)
-    shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias)(x)
-    shortcut = _bn(bn + "1", bn_momentum)(shortcut)
+    return norm_layer(bn + "2c", bn_momentum, norm)(y)
+
+
+def identity_block(x, kernel_size, filters, stage, block, use_bias=True, bn_momentum=0.99, norm="batch"):
+    """ResNet bottleneck block whose shortcut is the identity.
+
+    x: [B, H, W, C] with C == filters[2]. Returns: [B, H, W, filters[2]].
+    """
+    y = _bottleneck_branch(x, kernel_size, filters, stage, block, 1, use_bias, bn_momentum, norm)
+    y = layers.Add()([y, x])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def conv_block(x, kernel_size, filters, stage, block, strides=2, use_bias=True, bn_momentum=0.99,
+               norm="batch"):
+    """ResNet bottleneck block with a projection shortcut.
+
+    x: [B, H, W, C]. Returns: [B, H/strides, W/strides, filters[2]].
+    """
+    y = _bottleneck_branch(x, kernel_size, filters, stage, block, strides, use_bias, bn_momentum, norm)
+    shortcut = layers.Conv2D(filters[2], 1, strides=strides, name=f"res{stage}{block}_branch1",
+                             use_bias=use_bias)(x)
+    shortcut = norm_layer(f"bn{stage}{block}_branch1", bn_momentum, norm)(shortcut)
     y = layers.Add()([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
-def resnet_graph(input_image, architecture, stage5=True, bn_momentum=0.99):
+def resnet_graph(input_image, architecture, stage5=True, bn_momentum=0.99, norm="batch"):
     """ResNet stages C1-C5.
 
     input_image: [B, H, W, 3] molded image. architecture: "resnet50" | "resnet101".
+    norm: "batch" (Matterport) or "group" (see norm_layer).
     Returns: [C1, C2, C3, C4, C5] at strides 2, 4, 8, 16, 32 (C5 None if not stage5).
     """
     if architecture not in ("resnet50", "resnet101"):
         raise ValueError(f"BACKBONE: unknown architecture {architecture!r}; use resnet50 or resnet101")
+    if norm not in NORMS:
+        raise ValueError(f"NORM: unknown normalization {norm!r}; use one of {NORMS}")
+    opts = dict(bn_momentum=bn_momentum, norm=norm)
     x = layers.ZeroPadding2D((3, 3))(input_image)
     x = layers.Conv2D(64, 7, strides=2, name="conv1", use_bias=True)(x)
-    x = _bn("bn_conv1", bn_momentum)(x)
+    x = norm_layer("bn_conv1", bn_momentum, norm)(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=1, bn_momentum=bn_momentum)
-    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", bn_momentum=bn_momentum)
-    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", bn_momentum=bn_momentum)
-    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", bn_momentum=bn_momentum)
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=1, **opts)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", **opts)
+    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", **opts)
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", **opts)
     for block in "bcd":
-        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, bn_momentum=bn_momentum)
+        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, **opts)
     c3 = x
-    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", bn_momentum=bn_momentum)
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", **opts)
     block_count = {"resnet50": 5, "resnet101": 22}[architecture]
     for i in range(block_count):
-        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), bn_momentum=bn_momentum)
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), **opts)
     c4 = x
     c5 = None
     if stage5:
-        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", bn_momentum=bn_momentum)
-        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", bn_momentum=bn_momentum)
-        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", bn_momentum=bn_momentum)
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", **opts)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", **opts)
+        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", **opts)
     return [c1, c2, c3, c4, c5]
 
 
@@ -122,7 +156,7 @@ def build_backbone(input_image, config):
         _, c2, c3, c4, c5 = config.BACKBONE(input_image, config)
     else:
         _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                        bn_momentum=config.BATCH_NORM_MOMENTUM)
+                                        bn_momentum=config.BATCH_NORM_MOMENTUM, norm=config.NORM)
     pyramid = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
     return pyramid, pyramid[:4]
 

@@ -93,6 +93,24 @@ class Config:
     # "sgd" (Matterport: SGD with LEARNING_MOMENTUM) or "adam" (Adam with
     # beta_1 = LEARNING_MOMENTUM), which converges much faster from scratch.
     OPTIMIZER = "sgd"
+    # Linear learning-rate warm-up over the first N steps of each train() call
+    # (0 = none, as Matterport). From random weights the first Adam steps at
+    # full rate can throw the RPN box outputs far off (RPN box loss 6-15 in the
+    # first epoch in some runs, 2 in others); Detectron warms up for the same reason.
+    LEARNING_RATE_WARMUP = 0
+    # Normalization in the backbone and heads: "batch" (Matterport; needed to
+    # load mask_rcnn_coco.h5 / ImageNet weights) or "group" (GroupNorm, 32
+    # groups: the same per-image statistics in training and inference, for
+    # training from scratch with a batch of 1-2 images, where batch norm's
+    # moving averages do not match the batch statistics the heads learned on).
+    NORM = "batch"
+    # RPN anchor labels: positive at IoU >= RPN_POSITIVE_IOU with a gt box (or
+    # the best anchor of a box), negative below RPN_NEGATIVE_IOU (Matterport
+    # hard-codes 0.7 / 0.3). With one anchor scale per pyramid level, objects
+    # larger than half the image often have no anchor at 0.7 (coarse grid on
+    # P5/P6), leaving one positive anchor per image.
+    RPN_POSITIVE_IOU = 0.7
+    RPN_NEGATIVE_IOU = 0.3
 
     def __init__(self):
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
@@ -132,6 +150,13 @@ class Config:
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             fail("RPN_ANCHOR_SCALES", f"needs one scale per pyramid level ({len(self.BACKBONE_STRIDES)}), "
                                       f"got {len(self.RPN_ANCHOR_SCALES)}")
+        if not isinstance(self.LEARNING_RATE_WARMUP, int) or self.LEARNING_RATE_WARMUP < 0:
+            fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
+        if self.NORM not in ("batch", "group"):
+            fail("NORM", f"must be 'batch' or 'group', got {self.NORM!r}")
+        if not 0 < self.RPN_NEGATIVE_IOU <= self.RPN_POSITIVE_IOU <= 1:
+            fail("RPN_POSITIVE_IOU", "need 0 < RPN_NEGATIVE_IOU <= RPN_POSITIVE_IOU <= 1, got "
+                                     f"{self.RPN_NEGATIVE_IOU} and {self.RPN_POSITIVE_IOU}")
         if not 0 < self.ROI_POSITIVE_RATIO <= 1:
             fail("ROI_POSITIVE_RATIO", f"must be in (0, 1], got {self.ROI_POSITIVE_RATIO}")
         if self.TRAIN_ROIS_PER_IMAGE < 1:

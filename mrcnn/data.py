@@ -78,8 +78,9 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config):
     """RPN training targets: which anchors are positive/negative and their deltas.
 
     anchors: [A, 4] pixels; gt_class_ids: [G] (negative = crowd); gt_boxes:
-    [G, 4] pixels. An anchor is positive with IoU >= 0.7 or when it is the best
-    anchor of a gt box, negative below 0.3; at most half the sample is positive.
+    [G, 4] pixels. An anchor is positive with IoU >= config.RPN_POSITIVE_IOU
+    (Matterport: 0.7) or when it is the best anchor of a gt box, negative below
+    config.RPN_NEGATIVE_IOU (0.3); at most half the sample is positive.
     Returns: rpn_match int32 [A] (1, -1, 0) and rpn_bbox float32
     [RPN_TRAIN_ANCHORS_PER_IMAGE, 4] deltas of the positives (in anchor order,
     divided by RPN_BBOX_STD_DEV, zero-padded).
@@ -98,11 +99,11 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config):
         overlaps = compute_overlaps(anchors, gt_boxes)
         anchor_best_gt = np.argmax(overlaps, axis=1)
         anchor_iou_max = overlaps[np.arange(overlaps.shape[0]), anchor_best_gt]
-        rpn_match[(anchor_iou_max < 0.3) & no_crowd] = -1
+        rpn_match[(anchor_iou_max < config.RPN_NEGATIVE_IOU) & no_crowd] = -1
         best_per_gt = np.max(overlaps, axis=0)
         ties = np.argwhere((overlaps == best_per_gt[None, :]) & (best_per_gt[None, :] > 0))[:, 0]
         rpn_match[ties] = 1
-        rpn_match[anchor_iou_max >= 0.7] = 1
+        rpn_match[anchor_iou_max >= config.RPN_POSITIVE_IOU] = 1
     else:
         anchor_best_gt = np.zeros([anchors.shape[0]], dtype=np.int64)
         rpn_match[no_crowd] = -1

@@ -9,6 +9,7 @@ import tensorflow as tf
 import keras
 from keras import layers
 
+from .backbone import norm_layer
 from .roi_align import PyramidROIAlign
 
 
@@ -88,10 +89,10 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
     x = PyramidROIAlign([pool, pool], config.IMAGE_SHAPE, name="roi_align_classifier")([rois] + feature_maps)
     x = FoldROIs(name="mrcnn_class_fold")(x)
     x = layers.Conv2D(fc, pool, padding="valid", name="mrcnn_class_conv1")(x)
-    x = layers.BatchNormalization(name="mrcnn_class_bn1", momentum=config.BATCH_NORM_MOMENTUM)(x)
+    x = norm_layer("mrcnn_class_bn1", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(fc, 1, name="mrcnn_class_conv2")(x)
-    x = layers.BatchNormalization(name="mrcnn_class_bn2", momentum=config.BATCH_NORM_MOMENTUM)(x)
+    x = norm_layer("mrcnn_class_bn2", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
     x = layers.Activation("relu")(x)
     shared = layers.Flatten(name="pool_squeeze")(x)
     logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits")(shared)
@@ -115,7 +116,7 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
     x = FoldROIs(name="mrcnn_mask_fold")(x)
     for i in range(1, 5):
         x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
-        x = layers.BatchNormalization(name=f"mrcnn_mask_bn{i}", momentum=config.BATCH_NORM_MOMENTUM)(x)
+        x = norm_layer(f"mrcnn_mask_bn{i}", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask")(x)

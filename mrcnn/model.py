@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import layers
 
 from . import anchors as anchors_lib
+from . import training as training_lib
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes
 from .data import DataGenerator, build_rpn_targets, load_image_gt  # noqa: F401  (Matterport API)
@@ -340,11 +341,12 @@ class MaskRCNN:
         scope = self.strategy.scope() if self.strategy else _null_scope()
         with scope:
             trainer = MaskRCNNTrainer(self.keras_model, cfg)
+            rate = training_lib.learning_rate(learning_rate, cfg.LEARNING_RATE_WARMUP)
             if str(cfg.OPTIMIZER).lower() == "adam":
-                optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=cfg.LEARNING_MOMENTUM,
+                optimizer = keras.optimizers.Adam(learning_rate=rate, beta_1=cfg.LEARNING_MOMENTUM,
                                                   clipnorm=cfg.GRADIENT_CLIP_NORM)
             else:
-                optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=cfg.LEARNING_MOMENTUM,
+                optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=cfg.LEARNING_MOMENTUM,
                                                  clipnorm=cfg.GRADIENT_CLIP_NORM)
             trainer.compile(optimizer=optimizer)
         checkpoint = AtomicCheckpoint(self.keras_model, self.checkpoint_path)

@@ -1,5 +1,6 @@
 """The training step (losses in a custom train_step, as Keras 3 requires) and training callbacks."""
 import logging
+import time
 import math
 import os
 
@@ -85,6 +86,29 @@ class MaskRCNNTrainer(keras.Model):
         return self._update(total, parts)
 
 
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Learning rate rising linearly from rate/steps to rate over the first ``steps`` steps, then constant.
+
+    step: scalar int (the optimizer's iteration count). Returns: scalar float32.
+    """
+
+    def __init__(self, rate, steps):
+        self.rate = float(rate)
+        self.steps = int(steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        return self.rate * tf.minimum(1.0, (step + 1.0) / float(max(1, self.steps)))
+
+    def get_config(self):
+        return {"rate": self.rate, "steps": self.steps}
+
+
+def learning_rate(rate, warmup_steps):
+    """The optimizer's learning_rate argument: a float, or a WarmupSchedule when warmup_steps > 0."""
+    return WarmupSchedule(rate, warmup_steps) if warmup_steps else rate
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Save the weights at each epoch end, written to a temporary name then renamed.
 
@@ -137,3 +161,31 @@ class EpochSummary(keras.callbacks.Callback):
         logs = logs or {}
         parts = " ".join(f"{k}={float(np.asarray(v)):.4f}" for k, v in sorted(logs.items()))
         log.info("epoch %d: %s", epoch + 1, parts)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training at a wall-clock deadline (time.monotonic() seconds).
+
+    Checked after every step; the epoch in progress ends early, so its
+    checkpoint and logs are still written (Keras calls on_epoch_end), and the
+    run can be resumed. ``stopped_at`` is (epoch, step) when it fired.
+    """
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = float(deadline)
+        self.stopped_at = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        if time.monotonic() >= self.deadline:
+            self.stopped_at = (self._epoch, 0)
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stopped_at is None and time.monotonic() >= self.deadline:
+            self.stopped_at = (self._epoch, batch + 1)
+            log.info("time budget reached in epoch %d after step %d: finishing the epoch here",
+                     self._epoch, batch + 1)
+            self.model.stop_training = True

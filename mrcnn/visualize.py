@@ -431,12 +431,18 @@ def draw_overlay(image, masks, boxes, captions, colors=None, alpha=0.4):
     for i in range(count):
         color = colors_255[i % len(colors_255)]
         if masks is not None and i < masks.shape[-1]:
-            mask = masks[:, :, i].astype(bool)
-            if mask.any():
+            rows = np.flatnonzero(masks[:, :, i].any(axis=1))
+            if rows.size:
+                # Work inside the mask's bounding rows/columns only: on a 6-megapixel
+                # image the full-frame boolean indexing cost more than the drawing.
+                cols = np.flatnonzero(masks[rows[0]:rows[-1] + 1, :, i].any(axis=0))
+                top, left = int(rows[0]), int(cols[0])
+                mask = masks[top:rows[-1] + 1, left:cols[-1] + 1, i].astype(bool)
+                patch = out[top:rows[-1] + 1, left:cols[-1] + 1]
                 tint = np.array(color, dtype=np.float32)
-                out[mask] = np.clip(out[mask] * (1 - alpha) + tint * alpha, 0, 255).astype(np.uint8)
+                patch[mask] = np.clip(patch[mask] * (1 - alpha) + tint * alpha, 0, 255).astype(np.uint8)
                 contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                               cv2.CHAIN_APPROX_SIMPLE)
+                                               cv2.CHAIN_APPROX_SIMPLE, offset=(left, top))
                 cv2.drawContours(out, contours, -1, color, thickness)
         if i >= boxes.shape[0] or not np.any(boxes[i]):
             continue

@@ -4,6 +4,7 @@ Used by ``lesions.py --mode predict`` and ``--mode evaluate``. Decoding runs in
 a thread pool ahead of the model and writing runs behind it, so both cores
 stay busy while the model works on the current batch.
 """
+import collections
 import csv
 import glob
 import json
@@ -170,8 +171,6 @@ class Predictor:
         if low:
             log.info("%s: no detection reached %.2f; used the best one (score %.3f), flagged low_confidence",
                      name, self.min_confidence, float(np.max(result["scores"])))
-        if self.on_result is not None:
-            self.on_result(source, result, mask, record)
         return record, mask
 
     def run(self, sources, keep_masks=False, progress=True):
@@ -185,9 +184,22 @@ class Predictor:
         records, skipped, kept_masks = [], [], {}
         bar = keras.utils.Progbar(len(sources), unit_name="image") if progress else None
         ahead = 2 * batch + 2  # decoded images held in memory at most
-        with ThreadPoolExecutor(max_workers=2) as readers, ThreadPoolExecutor(max_workers=1) as writer:
+        # Two writer threads: encoding a full-size overlay PNG costs about as much as the
+        # model's forward pass, so one writer was the bottleneck of predict (bench/speed.py).
+        with ThreadPoolExecutor(max_workers=2) as readers, ThreadPoolExecutor(max_workers=2) as writers:
             decoded = {}
-            pending_writes = []
+            pending = collections.deque()  # (future, source, result) in input order
+
+            def collect(block):
+                """Take finished writes off the front of the queue, in input order."""
+                while pending and (block or pending[0][0].done()):
+                    future, source, result = pending.popleft()
+                    record, mask = future.result()
+                    records.append(record)
+                    if keep_masks:
+                        kept_masks[record["stem"]] = mask
+                    if self.on_result is not None:
+                        self.on_result(source, result, mask, record)
 
             def prefetch(upto):
                 for j in range(len(decoded) + len(done_ids), min(upto, len(sources))):
@@ -211,14 +223,12 @@ class Predictor:
                 if chunk_images:
                     results = self.model.detect(chunk_images)
                     for source, image, result in zip(chunk_sources, chunk_images, results):
-                        pending_writes.append(writer.submit(self._write, source, image, result))
+                        pending.append((writers.submit(self._write, source, image, result), source, result))
+                # Bound the results held in memory (full-size masks) when writing lags.
+                collect(block=len(pending) > 2 * ahead)
                 if bar:
                     bar.update(min(start + batch, len(sources)))
-            for future in pending_writes:
-                record, mask = future.result()
-                records.append(record)
-                if keep_masks:
-                    kept_masks[record["stem"]] = mask
+            collect(block=True)
         return {"images": records, "skipped": skipped, "masks": kept_masks}
 
     def write_summary(self, outcome, extra=None):

@@ -172,3 +172,25 @@ def test_config_values_are_literals_not_code():
         lesions.parse_overrides(["LEARNING_RATE=__import__('os').getcwd()"], LesionConfig)
     assert lesions.parse_overrides(["LEARNING_RATE=1"], LesionConfig) == {"LEARNING_RATE": 1.0}
     assert lesions.parse_overrides(["BACKBONE=resnet101"], LesionConfig) == {"BACKBONE": "resnet101"}
+
+
+def test_split_without_validation_and_time_budget(tmp_path):
+    """A folder dataset split train/test only trains without validation; --minutes stops the run."""
+    from skinlesion import synthetic
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "masks").mkdir()
+    for i in range(8):
+        image, mask, _ = synthetic.generate((5, i), size=(64, 64))
+        Image.fromarray(image).save(tmp_path / "data" / "images" / f"im{i}.jpg")
+        Image.fromarray((mask > 0).astype(np.uint8) * 255).save(tmp_path / "data" / "masks" / f"im{i}.png")
+    logs = tmp_path / "logs"
+    status = run("--mode", "train", "--logs", logs, "--dataset", tmp_path / "data", "--split", "0.75,0,0.25",
+                 "--epochs-heads", 3, "--epochs-all", 2, "--minutes", 0.0001, *TINY)
+    assert status == 0
+    files = checkpoints(logs)
+    # The budget runs out during the first step: epoch 1 is cut short and saved, stage 2 is skipped.
+    assert [os.path.basename(f) for f in files] == ["mask_rcnn_lesion_0001.weights.h5"]
+    rows = list(csv.DictReader(open(os.path.join(os.path.dirname(files[0]), "losses.csv"))))
+    assert len(rows) == 1 and rows[0].get("val_loss", "NA") == "NA", "no validation subset, no val_loss"
+    assert run("--mode", "train", "--logs", logs, "--dataset", tmp_path / "data", "--split", "0.5,0.5",
+               *TINY) == 2

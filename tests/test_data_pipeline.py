@@ -50,6 +50,22 @@ def test_build_rpn_targets_hand_worked():
     assert np.all(deltas[3:] == 0), "rows after the positives are zero padding"
 
 
+def test_build_rpn_targets_positive_iou_threshold_is_configurable():
+    """RPN_POSITIVE_IOU 0.5 makes anchor 2 (IoU 0.60) positive; RPN_NEGATIVE_IOU 0.26 keeps anchor 5 neutral."""
+    class Loose(RPNConfig):
+        RPN_POSITIVE_IOU = 0.5
+        RPN_NEGATIVE_IOU = 0.26
+    match, _ = build_rpn_targets((64, 64, 3), HAND_ANCHORS, np.array([1, 2], np.int32),
+                                 np.array([GT1, GT2]), Loose())
+    np.testing.assert_array_equal(match, [1, 1, 1, -1, 0, -1, 1])
+    class Looser(RPNConfig):
+        RPN_POSITIVE_IOU = 0.5
+        RPN_NEGATIVE_IOU = 0.2
+    match, _ = build_rpn_targets((64, 64, 3), HAND_ANCHORS, np.array([1, 2], np.int32),
+                                 np.array([GT1, GT2]), Looser())
+    np.testing.assert_array_equal(match, [1, 1, 1, -1, 0, 0, 1])
+
+
 def test_build_rpn_targets_balances_the_sample():
     class Small(RPNConfig):
         RPN_TRAIN_ANCHORS_PER_IMAGE = 8

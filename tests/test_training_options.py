@@ -1,0 +1,80 @@
+"""Training options beyond Matterport: Config.NORM (group norm), LR warm-up, and how lesions.py picks them."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from keras import layers  # noqa: E402
+
+import lesions  # noqa: E402
+from mrcnn.backbone import backbone_model, norm_layer  # noqa: E402
+from mrcnn.config import ConfigError  # noqa: E402
+from mrcnn_shapes import ShapesConfig  # noqa: E402
+
+
+class GroupConfig(ShapesConfig):
+    NORM = "group"
+
+
+def norm_layers(model):
+    return {layer.name: layer for layer in model.layers
+            if isinstance(layer, (layers.BatchNormalization, layers.GroupNormalization))}
+
+
+def test_group_norm_backbone_keeps_matterport_names():
+    batch = norm_layers(backbone_model(ShapesConfig()))
+    group = norm_layers(backbone_model(GroupConfig()))
+    assert set(batch) == set(group) and "bn_conv1" in group and "bn5c_branch2c" in group
+    assert all(isinstance(layer, layers.GroupNormalization) for layer in group.values())
+    # Group norm has no moving statistics: gamma and beta only.
+    assert len(group["bn_conv1"].weights) == 2 and len(batch["bn_conv1"].weights) == 4
+
+
+def test_group_norm_is_per_image_and_the_same_in_training_and_inference():
+    layer = norm_layer("bn_x", kind="group")
+    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, 5, 48)).astype("float32")
+    train = np.asarray(layer(x, training=True))
+    infer = np.asarray(layer(x, training=False))
+    np.testing.assert_allclose(train, infer, atol=1e-5)
+    alone = np.asarray(layer(x[:1], training=False))
+    np.testing.assert_allclose(alone, infer[:1], atol=1e-5)  # no dependence on the other image
+    assert layer.groups == 24  # 48 channels: the largest divisor <= 32
+    groups = infer.reshape(2, 5, 5, 24, 2)
+    np.testing.assert_allclose(groups.mean(axis=(1, 2, 4)), 0, atol=1e-4)
+
+
+def test_norm_is_validated():
+    class Bad(ShapesConfig):
+        NORM = "layer"
+    with pytest.raises(ConfigError, match="NORM"):
+        Bad()
+
+    class BadIoU(ShapesConfig):
+        RPN_POSITIVE_IOU = 0.2
+    with pytest.raises(ConfigError, match="RPN_POSITIVE_IOU"):
+        BadIoU()
+
+
+def test_lesions_uses_group_norm_from_scratch_and_batch_norm_for_pretrained_weights():
+    scratch = lesions.make_config(lesions.parse_args(["--mode", "train"]), "train")
+    assert scratch.NORM == "group"
+    assert scratch.IMAGE_MAX_DIM == 192, "no --dataset: the demo settings"
+    coco = lesions.make_config(lesions.parse_args(["--mode", "train", "--weights", "coco"]), "train")
+    assert coco.NORM == "batch"
+    forced = lesions.make_config(lesions.parse_args(["--mode", "train", "--weights", "coco",
+                                                     "--config", "NORM='group'"]), "train")
+    assert forced.NORM == "group"
+    # A run saved before NORM existed was trained with batch norm.
+    old = lesions.make_config(lesions.parse_args(["--mode", "predict"]), "inference",
+                              saved={"IMAGE_MAX_DIM": 64, "IMAGE_MIN_DIM": 64})
+    assert old.NORM == "batch" and old.IMAGE_MAX_DIM == 64
+
+
+def test_warmup_schedule_rises_linearly_then_holds():
+    from mrcnn.training import WarmupSchedule, learning_rate
+    schedule = WarmupSchedule(0.001, 100)
+    values = [float(schedule(step)) for step in (0, 49, 99, 100, 5000)]
+    np.testing.assert_allclose(values, [0.00001, 0.0005, 0.001, 0.001, 0.001], rtol=1e-5)
+    assert learning_rate(0.01, 0) == 0.01
+    assert isinstance(learning_rate(0.01, 10), WarmupSchedule)
