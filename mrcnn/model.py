@@ -487,18 +487,19 @@ class MaskRCNN:
 
         outputs: list of (label, layer name or output key). Returns {label: array}.
         """
-        out, _, _, _ = self.run_inference(images)
-        result = {}
-        for label, key in outputs:
-            if key in out:
-                result[label] = out[key]
-            else:
-                layer = self.keras_model.get_layer(key)
-                sub = keras.Model(self.keras_model.inputs, layer.output)
-                molded, metas, _ = self.mold_inputs(images)
-                anchors = np.broadcast_to(self.get_anchors(molded[0].shape),
-                                          (len(images),) + self.get_anchors(molded[0].shape).shape)
-                value = sub({"input_image": molded, "input_image_meta": metas, "input_anchors": anchors})
+        out, molded, metas, _ = self.run_inference(images)
+        result = {label: out[key] for label, key in outputs if key in out}
+        layer_outputs = [(label, key) for label, key in outputs if key not in out]
+        if layer_outputs:
+            # One sub-model over every requested layer: the graph runs once more, not once per layer.
+            sub = keras.Model(self.keras_model.inputs,
+                              [self.keras_model.get_layer(key).output for _, key in layer_outputs])
+            anchors = self.get_anchors(molded[0].shape)
+            anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
+            values = sub({"input_image": molded, "input_image_meta": metas, "input_anchors": anchors})
+            if len(layer_outputs) == 1:
+                values = [values]
+            for (label, _), value in zip(layer_outputs, values):
                 result[label] = np.asarray(value)
         return result
 

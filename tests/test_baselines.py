@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -221,6 +222,8 @@ def test_unet_command_writes_masks_at_the_original_size(unet_run, synthetic_spli
             assert mask.mode == "L"
             assert mask.size == original_size(synthetic_split, item["image"])
             assert set(np.unique(np.asarray(mask))) <= {0, 255}
+            components, _ = cv2.connectedComponents((np.asarray(mask) > 0).astype(np.uint8))
+            assert components - 1 <= 1                  # one lesion per image, or none
     assert not os.path.exists(os.path.join(out, "masks", "broken_segmentation.png"))
     for name in ("extra0", "extra1"):
         with Image.open(os.path.join(out, "extra", "masks", f"{name}_segmentation.png")) as mask:

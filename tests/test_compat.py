@@ -329,6 +329,17 @@ def test_matterport_helpers_resolve_and_work(trained, dataset, detections, workd
     assert out.exists() and out.stat().st_size > 1000
 
 
+def test_run_graph_returns_outputs_and_intermediate_layers(dataset, inference_models):
+    model = inference_models[0]
+    image = dataset.load_image(0)
+    values = model.run_graph([image], [("detections", "detections"), ("p2", "fpn_p2"), ("c2", "res2c_out")])
+    assert values["detections"].shape == (1, InferenceConfig.DETECTION_MAX_INSTANCES, 6)
+    assert values["p2"].shape == (1, 16, 16, ShapesConfig.TOP_DOWN_PYRAMID_SIZE)
+    assert values["c2"].shape == (1, 16, 16, 256)
+    single = model.run_graph([image], [("p2", "fpn_p2")])
+    np.testing.assert_allclose(single["p2"], values["p2"], atol=1e-5)
+
+
 def test_training_resumes_from_checkpoint_path(trained, dataset, detections, inference_models):
     # Depends on detections/inference_models so it runs after they read epoch 2's checkpoint.
     log_dir = trained["log_dir"]
