@@ -157,7 +157,7 @@ ARCHITECTURE_FIELDS = (
     "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
     "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD",
     "DETECTION_MAX_INSTANCES", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD", "NAME",
-    "PREPROCESS", "NORM")
+    "PREPROCESS", "NORM", "RPN_CONV_CHANNELS")
 
 
 # The demo: `lesions.py --mode train` with no --dataset trains on the built-in
@@ -187,14 +187,20 @@ def make_config(args, mode, saved=None):
             fields[key] = value
     if mode == "train" and not saved and not args.dataset:
         fields.update(DEMO_CONFIG)
-    if saved and "NORM" not in saved:
-        fields["NORM"] = "batch"  # runs saved before NORM existed used batch norm
+    if saved:
+        # Runs saved before these fields existed were built with Matterport's values.
+        for key, value in (("NORM", "batch"), ("RPN_CONV_CHANNELS", 512)):
+            fields.setdefault(key, saved.get(key, value))
     overrides = parse_overrides(args.config, LesionConfig)
-    if (args.weights in ("coco", "imagenet") and "NORM" not in overrides
-            and fields.get("NORM", LesionConfig.NORM) != "batch"):
-        log.info("--weights %s: pretrained files hold batch-norm layers, so NORM=batch "
-                 "(LesionConfig's group norm is for training from scratch)", args.weights)
-        fields["NORM"] = "batch"
+    # Pretrained files hold Matterport's layers: batch norm (coco, imagenet) and
+    # the 512-channel RPN conv (coco). LesionConfig's lighter choices are for
+    # training from scratch.
+    needed = {"coco": {"NORM": "batch", "RPN_CONV_CHANNELS": 512},
+              "imagenet": {"NORM": "batch"}}.get(args.weights, {})
+    for key, value in needed.items():
+        if key not in overrides and fields.get(key, getattr(LesionConfig, key)) != value:
+            log.info("--weights %s: the pretrained file needs %s=%r", args.weights, key, value)
+            fields[key] = value
     fields.update(overrides)
     if mode != "train":
         fields.setdefault("IMAGES_PER_GPU", 1)

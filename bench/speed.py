@@ -408,6 +408,7 @@ def plan(args):
     sizes = args.sizes
     lesion_sizes = [s for s in sizes if s <= 512]
     phases = [{"phase": "backbone", "config": "matterport", "size": s} for s in sizes]
+    phases += [{"phase": "backbone", "config": "lesion", "size": s} for s in lesion_sizes]
     phases += [{"phase": "detect", "config": "matterport", "size": s} for s in sizes]
     phases += [{"phase": "detect", "config": "lesion", "size": s} for s in lesion_sizes]
     if not args.skip_train:
@@ -445,6 +446,7 @@ def summarise(results, args):
     ours_detect = {s: val("detect", "s_per_image", "matterport", s) for s in args.sizes}
     lesion_detect = {s: val("detect", "s_per_image", "lesion", s) for s in args.sizes if s <= 512}
     floor = {s: val("backbone", "s_per_image", "matterport", s) for s in args.sizes}
+    lesion_floor = {s: val("backbone", "s_per_image", "lesion", s) for s in args.sizes if s <= 512}
     train = val("train", "s_per_step")
     peer_detect = {s: p.get("detect_s_per_image") for s, p in peer.items()}
     peer_train = peer.get(512, {}).get("train_s_per_step")
@@ -454,6 +456,21 @@ def summarise(results, args):
     peer_growth = (ratio(ratio(peer_detect.get(hi), peer_detect.get(lo)), pixels)
                    if lo in peer_detect and hi in peer_detect and hi != lo else None)
     cores = val("predict", "cores_busy")
+
+    budgets = {}
+
+    def flop_ratio(config_name):
+        """Total / backbone+FPN multiply-accumulates at 512 px (bench/flops.py): the best ratio possible."""
+        if config_name not in budgets:
+            try:
+                if ROOT not in sys.path:
+                    sys.path.insert(0, ROOT)
+                from bench.flops import budget
+                config = lesion_config(512) if config_name == "lesion" else matterport_config(512)
+                budgets[config_name] = budget(config, 512)
+            except Exception as err:  # the table must still print
+                budgets[config_name] = {"error": str(err)}
+        return budgets[config_name].get("ideal_total_over_floor")
 
     def target(name, value, limit, above=False):
         passed = None if value is None else (value > limit if above else value <= limit)
@@ -472,12 +489,16 @@ def summarise(results, args):
              same_load=same_load(val("detect", "cores_busy", "matterport", 512))),
         dict(target("train step 512 ours/peer", ratio(train, peer_train), 0.5),
              same_load=same_load(val("train", "cores_busy"))),
-        target("detect 512 / backbone+FPN floor", ratio(ours_detect.get(512), floor.get(512)), 1.5),
+        dict(target("detect 512 / backbone+FPN floor", ratio(ours_detect.get(512), floor.get(512)), 1.5),
+             ideal=flop_ratio("matterport")),
+        dict(target("  same, lesion settings", ratio(lesion_detect.get(512), lesion_floor.get(512)), 1.5),
+             ideal=flop_ratio("lesion")),
         target(f"cost growth {lo}->{hi} / pixel growth", growth, 1.0),
         target("predict: CPU cores busy", cores, 1.5, above=True),
     ]
     summary = {"detect_s_per_image": {"matterport": ours_detect, "lesion": lesion_detect, "peer": peer_detect},
-               "backbone_fpn_s_per_image": floor, "train_s_per_step": {"ours": train, "peer": peer_train},
+               "backbone_fpn_s_per_image": floor, "lesion_backbone_fpn_s_per_image": lesion_floor,
+               "gmac_512": budgets, "train_s_per_step": {"ours": train, "peer": peer_train},
                "lesion_over_matterport": {s: ratio(lesion_detect.get(s), ours_detect.get(s)) for s in lesion_detect},
                "peer_cost_growth": peer_growth,
                "predict": {k: val("predict", k) for k in ("images_per_s", "cores_busy", "detect_busy_fraction",
@@ -506,7 +527,7 @@ def print_table(results, summary, targets, args):
             continue
         p = peer.get(r["size"], {})
         if r["phase"] == "backbone":
-            name, ours, theirs = "backbone+FPN forward s/img", r["s_per_image"], None
+            name, ours, theirs = f"backbone+FPN forward s/img ({r['config']})", r["s_per_image"], None
         elif r["phase"] == "detect":
             name = f"detect s/img ({r['config']}, {r['detections']} det)"
             ours = r["s_per_image"]
@@ -540,6 +561,8 @@ def print_table(results, summary, targets, args):
     print(f"\n{'target':<38}{'value':>10}{'limit':>10}{'':>3}result")
     for t in targets:
         note = "  (ours and peer ran under different CPU load: rerun)" if t.get("same_load") is False else ""
+        if t.get("ideal") is not None:
+            note += f"  (arithmetic bound {t['ideal']}: total / floor multiply-accumulates, bench/flops.py)"
         print(f"{t['target']:<38}{fmt(t['value']):>10}{t['limit']:>10}{'':>3}"
               f"{'n/a' if t['pass'] is None else fmt(t['pass'])}{note}")
     prof = next((r for r in results if r["phase"] == "profile" and r.get("ok")), None)

@@ -174,7 +174,8 @@ class MaskRCNN:
         rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
 
         anchors_per_location = len(config.RPN_ANCHOR_RATIOS)
-        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, anchors_per_location, config.TOP_DOWN_PYRAMID_SIZE)
+        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, anchors_per_location, config.TOP_DOWN_PYRAMID_SIZE,
+                              config.RPN_CONV_CHANNELS)
         level_outputs = [rpn(p) for p in rpn_feature_maps]
         rpn_class_logits = ConcatLevels(name="rpn_class_logits")([o[0] for o in level_outputs])
         rpn_class = ConcatLevels(name="rpn_class")([o[1] for o in level_outputs])

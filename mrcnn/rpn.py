@@ -3,14 +3,15 @@ import keras
 from keras import layers
 
 
-def rpn_graph(feature_map, anchors_per_location, anchor_stride):
+def rpn_graph(feature_map, anchors_per_location, anchor_stride, channels=512):
     """RPN head on one feature map.
 
-    feature_map: [B, H, W, depth].
+    feature_map: [B, H, W, depth]. channels: width of the shared 3x3 conv
+    (Matterport 512; torchvision uses the FPN depth).
     Returns: rpn_class_logits [B, H*W*anchors, 2], rpn_probs [B, H*W*anchors, 2],
     rpn_bbox [B, H*W*anchors, (dy, dx, log(dh), log(dw))].
     """
-    shared = layers.Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
+    shared = layers.Conv2D(channels, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid", activation="linear",
                       name="rpn_class_raw")(shared)
@@ -22,11 +23,11 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, channels=512):
     """The RPN as a nested keras.Model named "rpn_model" so its weights are shared by all levels.
 
     Returns: keras.Model [B, H, W, depth] -> [logits, probs, bbox] (shapes as rpn_graph).
     """
     input_feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride)
+    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride, channels)
     return keras.Model(input_feature_map, outputs, name="rpn_model")

@@ -56,6 +56,9 @@ class LesionConfig(Config):
     MINI_MASK_SHAPE = (56, 56)
     # Narrow FPN and head layers: few classes, one object, CPU budget.
     TOP_DOWN_PYRAMID_SIZE = 128
+    # The RPN's shared conv at 256 channels, not 512: at 512 px it was 13 of the
+    # 39 GMAC of a lesion detect (bench/flops.py); torchvision uses 256 too.
+    RPN_CONV_CHANNELS = 256
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
     # Short epochs so checkpoints and validation come often on a CPU.
     STEPS_PER_EPOCH = 100

@@ -58,17 +58,19 @@ def test_norm_is_validated():
 
 def test_lesions_uses_group_norm_from_scratch_and_batch_norm_for_pretrained_weights():
     scratch = lesions.make_config(lesions.parse_args(["--mode", "train"]), "train")
-    assert scratch.NORM == "group"
+    assert scratch.NORM == "group" and scratch.RPN_CONV_CHANNELS == 256
     assert scratch.IMAGE_MAX_DIM == 192, "no --dataset: the demo settings"
     coco = lesions.make_config(lesions.parse_args(["--mode", "train", "--weights", "coco"]), "train")
-    assert coco.NORM == "batch"
+    assert coco.NORM == "batch" and coco.RPN_CONV_CHANNELS == 512
+    imagenet = lesions.make_config(lesions.parse_args(["--mode", "train", "--weights", "imagenet"]), "train")
+    assert imagenet.NORM == "batch" and imagenet.RPN_CONV_CHANNELS == 256
     forced = lesions.make_config(lesions.parse_args(["--mode", "train", "--weights", "coco",
                                                      "--config", "NORM='group'"]), "train")
     assert forced.NORM == "group"
     # A run saved before NORM existed was trained with batch norm.
     old = lesions.make_config(lesions.parse_args(["--mode", "predict"]), "inference",
                               saved={"IMAGE_MAX_DIM": 64, "IMAGE_MIN_DIM": 64})
-    assert old.NORM == "batch" and old.IMAGE_MAX_DIM == 64
+    assert old.NORM == "batch" and old.RPN_CONV_CHANNELS == 512 and old.IMAGE_MAX_DIM == 64
 
 
 def test_warmup_schedule_rises_linearly_then_holds():
@@ -78,3 +80,10 @@ def test_warmup_schedule_rises_linearly_then_holds():
     np.testing.assert_allclose(values, [0.00001, 0.0005, 0.001, 0.001, 0.001], rtol=1e-5)
     assert learning_rate(0.01, 0) == 0.01
     assert isinstance(learning_rate(0.01, 10), WarmupSchedule)
+
+
+def test_rpn_conv_channels_sets_the_shared_conv_width():
+    from mrcnn.rpn import build_rpn_model
+    rpn = build_rpn_model(1, 3, 32, channels=64)
+    assert rpn.get_layer("rpn_conv_shared").kernel.shape == (3, 3, 32, 64)
+    assert build_rpn_model(1, 3, 32).get_layer("rpn_conv_shared").kernel.shape == (3, 3, 32, 512)
