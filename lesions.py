@@ -72,6 +72,9 @@ def parse_args(argv=None):
                              "(default 0.8,0.1,0.1; a val of 0 trains without validation)")
     parser.add_argument("--augment", default="default", choices=["default", "strong", "none"],
                         help="training augmentation (default: flips, rotations, colour jitter)")
+    parser.add_argument("--tta", action="store_true",
+                        help="predict / evaluate: also run on the two flipped images; the lesion mask "
+                             "is the pixel-wise majority, the probabilities the mean (3x the time)")
     parser.add_argument("--quiet", action="store_true", help="less console output")
     return parser.parse_args(argv)
 
@@ -389,7 +392,7 @@ def cmd_predict(args):
         raise UserError(str(err)) from err
     model, config, weights_path = inference_model(args)
     out = default_out(args, "predictions")
-    predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE)
+    predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta)
     outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
     predictor.write_summary(outcome, {"weights": weights_path})
     low = sum(r["low_confidence"] for r in outcome["images"])
@@ -420,7 +423,7 @@ def cmd_evaluate(args):
     dataset, summary = load_dataset(args, subset, config.CLASS_SCHEME, config)
     if summary["images"] == 0:
         raise UserError(f"--dataset {args.dataset} --subset {subset}: no usable image")
-    metrics, per_image = evaluate_model(model, config, dataset, out, progress=not args.quiet)
+    metrics, per_image = evaluate_model(model, config, dataset, out, progress=not args.quiet, tta=args.tta)
     metrics.update({"weights": weights_path, "dataset": summary.get("root") or "synthetic",
                     "layout": summary["layout"], "subset": subset, "dataset_skipped": summary.get("skipped", [])})
     write_metrics(out, metrics, per_image)

@@ -91,6 +91,27 @@ def image_probabilities(result, used, class_names):
     return merged / total if total > 0 else np.full(count, 1.0 / count)
 
 
+# Test-time augmentation: the flips whose detections are voted with the plain image's.
+TTA_FLIPS = ("horizontal", "vertical")
+
+
+def flip_image(image, flip):
+    """image [H, W, ...] flipped left-right ("horizontal") or top-bottom ("vertical"); its own inverse."""
+    return np.ascontiguousarray(image[:, ::-1] if flip == "horizontal" else image[::-1])
+
+
+def vote_lesion_masks(masks):
+    """Pixel-wise majority of lesion masks.
+
+    masks: list of bool [H, W] (the plain image's first). A pixel is lesion when
+    more than half the masks say so; with an even count the plain image's mask
+    breaks ties. Returns bool [H, W].
+    """
+    stack = np.stack(masks).astype(np.float32)
+    votes = stack.mean(axis=0)
+    return (votes > 0.5) | ((votes == 0.5) & masks[0])
+
+
 class Predictor:
     """Runs a MaskRCNN over image files and writes the ISIC-format outputs.
 
@@ -98,8 +119,12 @@ class Predictor:
     size), overlays/<stem>.png, predictions.json and probabilities.csv.
     """
 
-    def __init__(self, model, class_names, out_dir, min_confidence, write_overlays=True, on_result=None):
+    def __init__(self, model, class_names, out_dir, min_confidence, write_overlays=True, on_result=None,
+                 tta=False):
         self.model = model
+        # tta: also detect on the left-right and top-bottom flips; the lesion mask is
+        # the pixel-wise majority of the three, the probabilities their mean.
+        self.tta = bool(tta)
         self.class_names = list(class_names)
         self.out_dir = out_dir
         self.min_confidence = float(min_confidence)
@@ -132,15 +157,26 @@ class Predictor:
         except (ValueError, OSError) as err:
             return None, str(err)
 
-    def _write(self, source, image, result):
-        """Write one image's mask and overlay; return its predictions.json record."""
+    def _write(self, source, image, result, flipped=()):
+        """Write one image's mask and overlay; return its predictions.json record.
+
+        flipped: [(flip name, detect() dict of the flipped image)] for test-time augmentation.
+        """
         name, path = source[0], source[1]
         stem = os.path.splitext(name)[0]
         mask, used, low = lesion_mask(result, self.min_confidence)
+        probabilities = image_probabilities(result, used, self.class_names)
+        if flipped:
+            masks, probs = [mask], [probabilities]
+            for flip, other in flipped:
+                other_mask, other_used, _ = lesion_mask(other, self.min_confidence)
+                masks.append(flip_image(other_mask, flip))
+                probs.append(image_probabilities(other, other_used, self.class_names))
+            mask = vote_lesion_masks(masks)
+            probabilities = np.mean(probs, axis=0)
         Image.fromarray((mask * 255).astype(np.uint8)).save(
             os.path.join(self.out_dir, "masks", f"{stem}_segmentation.png"))
         path = path if isinstance(path, str) else None
-        probabilities = image_probabilities(result, used, self.class_names)
         detections = []
         for i in range(len(result["scores"])):
             y1, x1, y2, x2 = [int(v) for v in result["rois"][i]]
@@ -222,8 +258,14 @@ class Predictor:
                 prefetch(start + batch + ahead)
                 if chunk_images:
                     results = self.model.detect(chunk_images)
-                    for source, image, result in zip(chunk_sources, chunk_images, results):
-                        pending.append((writers.submit(self._write, source, image, result), source, result))
+                    variants = [[] for _ in chunk_images]
+                    for flip in (TTA_FLIPS if self.tta else ()):
+                        flipped = self.model.detect([flip_image(im, flip) for im in chunk_images])
+                        for k, other in enumerate(flipped):
+                            variants[k].append((flip, other))
+                    for source, image, result, extra in zip(chunk_sources, chunk_images, results, variants):
+                        pending.append((writers.submit(self._write, source, image, result, extra),
+                                        source, result))
                 # Bound the results held in memory (full-size masks) when writing lags.
                 collect(block=len(pending) > 2 * ahead)
                 if bar:
