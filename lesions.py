@@ -166,12 +166,17 @@ ARCHITECTURE_FIELDS = (
 # The demo: `lesions.py --mode train` with no --dataset trains on the built-in
 # synthetic set at 192 px, which on 2 cores fits 800 steps in under 15 minutes
 # (README "Measured results"); --config and --epochs-* still override.
+# Fields whose Matterport value a pretrained file needs: batch norm (coco and
+# imagenet hold its statistics) and the 512-channel RPN conv (coco).
+PRETRAINED_FIELDS = {"coco": ("NORM", "RPN_CONV_CHANNELS"), "imagenet": ("NORM",)}
+
 DEMO_CONFIG = {"IMAGE_MIN_DIM": 192, "IMAGE_MAX_DIM": 192, "RPN_ANCHOR_SCALES": (24, 48, 96, 144, 192)}
 DEMO_EPOCHS = (6, 2)
 
 
 def make_config(args, mode, saved=None):
     """LesionConfig for the mode: the saved run's architecture, then --config overrides."""
+    from mrcnn.config import Config
     from skinlesion import LesionConfig
     saved = saved or {}
     scheme = args.classes or saved.get("CLASS_SCHEME") or "lesion"
@@ -191,16 +196,16 @@ def make_config(args, mode, saved=None):
     if mode == "train" and not saved and not args.dataset:
         fields.update(DEMO_CONFIG)
     if saved:
-        # Runs saved before these fields existed were built with Matterport's values.
-        for key, value in (("NORM", "batch"), ("RPN_CONV_CHANNELS", 512)):
-            fields.setdefault(key, saved.get(key, value))
+        # An architecture field added after the run was saved has Matterport's
+        # default, which is what the run was built with.
+        for key in ARCHITECTURE_FIELDS:
+            if key not in saved and hasattr(Config, key):
+                fields[key] = getattr(Config, key)
     overrides = parse_overrides(args.config, LesionConfig)
-    # Pretrained files hold Matterport's layers: batch norm (coco, imagenet) and
-    # the 512-channel RPN conv (coco). LesionConfig's lighter choices are for
-    # training from scratch.
-    needed = {"coco": {"NORM": "batch", "RPN_CONV_CHANNELS": 512},
-              "imagenet": {"NORM": "batch"}}.get(args.weights, {})
-    for key, value in needed.items():
+    # Pretrained files hold Matterport's layers; LesionConfig's lighter choices
+    # for these fields are for training from scratch.
+    for key in PRETRAINED_FIELDS.get(args.weights, ()):
+        value = getattr(Config, key)
         if key not in overrides and fields.get(key, getattr(LesionConfig, key)) != value:
             log.info("--weights %s: the pretrained file needs %s=%r", args.weights, key, value)
             fields[key] = value

@@ -121,8 +121,7 @@ def melanoma_scores(classification):
     """(melanoma AUC, balanced accuracy) from a score_classification dict, or (None, None)."""
     if not classification:
         return None, None
-    per_class = classification.get("per_class") or classification.get("classes") or {}
-    mel = per_class.get("melanoma") or {}
+    mel = (classification.get("per_class") or {}).get("melanoma") or {}
     return mel.get("auc"), classification.get("balanced_accuracy")
 
 
@@ -191,7 +190,7 @@ def main(argv=None):
     with open(split_path, "w") as f:
         json.dump(split, f, indent=1)
 
-    timings = read_json(os.path.join(args.out, "timings.json")) or {}
+    timings = {}  # this run's steps; merged into timings.json at the end
     if not args.collect_only:
         background = None
         if "unet" in methods and "mrcnn" in methods and args.parallel:
@@ -223,8 +222,12 @@ def main(argv=None):
                     timings[f"{method}_run"] = round(seconds, 1)
                 if "ham_score" in commands:
                     run(commands["ham_score"], log_path)
+        # Another ph2.py (e.g. the baselines beside the Mask R-CNN) may have written
+        # timings since this one started: merge, do not overwrite.
+        timings = {**(read_json(os.path.join(args.out, "timings.json")) or {}), **timings}
         with open(os.path.join(args.out, "timings.json"), "w") as f:
             json.dump(timings, f, indent=1)
+    timings = read_json(os.path.join(args.out, "timings.json")) or {}
 
     rows = []
     for method in METHODS:
