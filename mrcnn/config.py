@@ -116,6 +116,17 @@ class Config:
     RPN_CONV_CHANNELS = 512
     RPN_POSITIVE_IOU = 0.7
     RPN_NEGATIVE_IOU = 0.3
+    # One box regressor and one mask for all classes instead of one per class
+    # (Detectron's CLS_AGNOSTIC_BBOX_REG / CLS_AGNOSTIC_MASK). Matterport is per
+    # class; with few images split over classes that are the same kind of
+    # object (nevus vs melanoma), each per-class regressor and mask sees a third
+    # of the data, and the mask used is that of the predicted, possibly wrong, class.
+    CLASS_AGNOSTIC_BOXES = False
+    CLASS_AGNOSTIC_MASKS = False
+    # Image preprocessing before the mean pixel is subtracted, in training and
+    # inference alike (mrcnn.images.mold_image): "none" or "shades_of_grey"
+    # (colour constancy, p = 6: removes the dermoscope's colour cast).
+    PREPROCESS = "none"
 
     def __init__(self):
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
@@ -157,6 +168,8 @@ class Config:
                                       f"got {len(self.RPN_ANCHOR_SCALES)}")
         if not isinstance(self.LEARNING_RATE_WARMUP, int) or self.LEARNING_RATE_WARMUP < 0:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
+        if self.PREPROCESS not in ("none", "shades_of_grey"):
+            fail("PREPROCESS", f"must be 'none' or 'shades_of_grey', got {self.PREPROCESS!r}")
         if self.NORM not in ("batch", "group"):
             fail("NORM", f"must be 'batch' or 'group', got {self.NORM!r}")
         if not 0 < self.RPN_NEGATIVE_IOU <= self.RPN_POSITIVE_IOU <= 1:

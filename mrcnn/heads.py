@@ -58,6 +58,36 @@ class UnfoldROIs(keras.layers.Layer):
         return config
 
 
+class ShareAcrossClasses(keras.layers.Layer):
+    """Repeat a class-agnostic output for every class along one axis.
+
+    Masks: [B, N, h, w, 1] -> [B, N, h, w, C] (axis -1). Box deltas:
+    [B, N, 1, 4] -> [B, N, C, 4] (axis -2). Class-agnostic heads use it so the
+    losses, the detection layer and unmolding keep their per-class indexing
+    while every class reads (and trains) the same single output.
+    """
+
+    def __init__(self, num_classes, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.axis = int(axis)
+
+    def call(self, x):
+        multiples = [1] * len(x.shape)
+        multiples[self.axis] = self.num_classes
+        return tf.tile(x, multiples)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        shape[self.axis] = self.num_classes
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, axis=self.axis)
+        return config
+
+
 class BoxDeltasReshape(keras.layers.Layer):
     """[B, N, num_classes * 4] -> [B, N, num_classes, 4]."""
 
@@ -83,6 +113,8 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
     rois: [B, N, 4] normalized; feature_maps: [P2..P5].
     Returns: mrcnn_class_logits [B, N, C], mrcnn_probs [B, N, C],
     mrcnn_bbox [B, N, C, (dy, dx, log(dh), log(dw))].
+    With config.CLASS_AGNOSTIC_BOXES one set of deltas is regressed per ROI
+    and repeated for all C classes (mrcnn_bbox_fc then has 4 outputs).
     """
     pool = config.POOL_SIZE
     fc = config.FPN_CLASSIF_FC_LAYERS_SIZE
@@ -98,9 +130,14 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
     logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits")(shared)
     logits = UnfoldROIs(num_rois, name="mrcnn_class_unfold")(logits)
     probs = layers.Activation("softmax", name="mrcnn_class")(logits)
-    bbox = layers.Dense(config.NUM_CLASSES * 4, name="mrcnn_bbox_fc")(shared)
+    agnostic = bool(getattr(config, "CLASS_AGNOSTIC_BOXES", False))
+    bbox = layers.Dense(4 if agnostic else config.NUM_CLASSES * 4, name="mrcnn_bbox_fc")(shared)
     bbox = UnfoldROIs(num_rois, name="mrcnn_bbox_unfold")(bbox)
-    bbox = BoxDeltasReshape(config.NUM_CLASSES, name="mrcnn_bbox")(bbox)
+    if agnostic:
+        bbox = BoxDeltasReshape(1, name="mrcnn_bbox_agnostic")(bbox)
+        bbox = ShareAcrossClasses(config.NUM_CLASSES, axis=-2, name="mrcnn_bbox")(bbox)
+    else:
+        bbox = BoxDeltasReshape(config.NUM_CLASSES, name="mrcnn_bbox")(bbox)
     return logits, probs, bbox
 
 
@@ -110,6 +147,8 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
     rois: [B, N, 4] normalized; feature_maps: [P2..P5]; num_rois: N when it
     is fixed, None for a dynamic count.
     Returns: masks [B, N, MASK_H, MASK_W, C] sigmoid probabilities per class.
+    With config.CLASS_AGNOSTIC_MASKS one mask is predicted per ROI and repeated
+    for all C classes (mrcnn_mask then has 1 output channel).
     """
     pool = config.MASK_POOL_SIZE
     x = PyramidROIAlign([pool, pool], config.IMAGE_SHAPE, name="roi_align_mask")([rois] + feature_maps)
@@ -119,7 +158,10 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
         x = norm_layer(f"mrcnn_mask_bn{i}", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = layers.Conv2D(config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    agnostic = bool(getattr(config, "CLASS_AGNOSTIC_MASKS", False))
+    x = layers.Conv2D(1 if agnostic else config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    if agnostic:
+        x = ShareAcrossClasses(config.NUM_CLASSES, name="mrcnn_mask_share")(x)
     if num_rois is None:
         return UnfoldROIs(None, name="mrcnn_mask_unfold")([x, rois])
     return UnfoldROIs(num_rois, name="mrcnn_mask_unfold")(x)

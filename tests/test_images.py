@@ -174,3 +174,40 @@ def test_mold_unmold_image_round_trip():
     assert molded.dtype == np.float32
     np.testing.assert_allclose(molded[0, 0], image[0, 0] - config.MEAN_PIXEL, rtol=1e-5)
     np.testing.assert_array_equal(I.unmold_image(molded, config), image)
+
+
+def test_shades_of_grey_removes_a_colour_cast_and_ignores_padding():
+    from mrcnn.images import shades_of_grey
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(40, 200, (32, 32, 1)).astype(np.float32)
+    cast = np.array([1.0, 0.7, 0.5], np.float32)  # a warm (reddish) illuminant
+    image = np.clip(grey * cast, 0, 255).astype(np.uint8)
+    out = shades_of_grey(image)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    means = out.reshape(-1, 3).mean(axis=0)
+    assert means.max() / means.min() < 1.03, means  # channels balanced again
+    before = image.reshape(-1, 3).mean(axis=0)
+    assert before.max() / before.min() > 1.9
+    # Zero padding (square resize) changes no gain.
+    padded = np.zeros((48, 32, 3), np.uint8)
+    padded[8:40] = image
+    np.testing.assert_allclose(shades_of_grey(padded)[8:40], out, atol=0.5)
+    assert not shades_of_grey(padded)[:8].any()
+    # A black image passes through unchanged instead of dividing by zero.
+    assert not shades_of_grey(np.zeros((4, 4, 3), np.uint8)).any()
+
+
+def test_mold_image_applies_config_preprocess():
+    from mrcnn.config import Config
+    from mrcnn.images import mold_image, shades_of_grey
+
+    class Plain(Config):
+        NAME = "plain"
+
+    class Sog(Config):
+        NAME = "sog"
+        PREPROCESS = "shades_of_grey"
+
+    image = np.dstack([np.full((8, 8), v, np.uint8) for v in (200, 120, 80)])
+    np.testing.assert_allclose(mold_image(image, Plain()), image.astype(np.float32) - Plain().MEAN_PIXEL)
+    np.testing.assert_allclose(mold_image(image, Sog()), shades_of_grey(image) - Sog().MEAN_PIXEL, atol=1e-4)

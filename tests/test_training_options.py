@@ -87,3 +87,70 @@ def test_rpn_conv_channels_sets_the_shared_conv_width():
     rpn = build_rpn_model(1, 3, 32, channels=64)
     assert rpn.get_layer("rpn_conv_shared").kernel.shape == (3, 3, 32, 64)
     assert build_rpn_model(1, 3, 32).get_layer("rpn_conv_shared").kernel.shape == (3, 3, 32, 512)
+
+
+class AgnosticConfig(GroupConfig):
+    CLASS_AGNOSTIC_BOXES = True
+    CLASS_AGNOSTIC_MASKS = True
+
+
+def _heads(config, num_rois=3):
+    """A functional model: rois [1, N, 4] + P2..P5 (8 channels) -> class, box and mask heads."""
+    import keras
+    from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
+    rois = keras.Input((num_rois, 4), batch_size=1)
+    sizes = [config.IMAGE_SHAPE[0] // s for s in config.BACKBONE_STRIDES[:4]]
+    maps = [keras.Input((s, s, config.TOP_DOWN_PYRAMID_SIZE), batch_size=1) for s in sizes]
+    _, probs, bbox = fpn_classifier_graph(rois, maps, num_rois, config)
+    masks = build_fpn_mask_graph(rois, maps, num_rois, config)
+    return keras.Model([rois] + maps, [probs, bbox, masks])
+
+
+def test_class_agnostic_heads_share_one_box_and_one_mask_across_classes():
+    import tensorflow as tf
+    from mrcnn.losses import mrcnn_bbox_loss, mrcnn_mask_loss
+    config = AgnosticConfig()
+    model = _heads(config)
+    assert model.get_layer("mrcnn_bbox_fc").kernel.shape[-1] == 4
+    assert model.get_layer("mrcnn_mask").kernel.shape[-1] == 1
+    rng = np.random.default_rng(0)
+    rois = np.array([[[0.1, 0.1, 0.6, 0.6], [0.2, 0.3, 0.9, 0.8], [0.0, 0.0, 1.0, 1.0]]], "float32")
+    maps = [rng.normal(size=(1,) + tuple(int(d) for d in t.shape[1:])).astype("float32") for t in model.inputs[1:]]
+    probs, bbox, masks = model([rois] + maps)
+    classes = config.NUM_CLASSES
+    assert bbox.shape == (1, 3, classes, 4) and masks.shape == (1, 3, 28, 28, classes)
+    for c in range(1, classes):
+        np.testing.assert_array_equal(bbox[..., c, :], bbox[..., 0, :])
+        np.testing.assert_array_equal(masks[..., c], masks[..., 0])
+    # Targets of either class train the one shared output.
+    for target_class in (1, 2):
+        with tf.GradientTape() as tape:
+            _, bbox, masks = model([rois] + maps)
+            ids = tf.constant([[target_class, 0, 0]])
+            loss = (mrcnn_bbox_loss(tf.ones((1, 3, 4)), ids, bbox)
+                    + mrcnn_mask_loss(tf.ones((1, 3, 28, 28)), ids, masks))
+        grads = tape.gradient(loss, [model.get_layer("mrcnn_bbox_fc").kernel,
+                                     model.get_layer("mrcnn_mask").kernel])
+        assert all(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+
+
+def test_per_class_heads_stay_matterport_by_default():
+    model = _heads(GroupConfig())
+    classes = GroupConfig.NUM_CLASSES
+    assert model.get_layer("mrcnn_bbox_fc").kernel.shape[-1] == 4 * classes
+    assert model.get_layer("mrcnn_mask").kernel.shape[-1] == classes
+
+
+def test_lesion_config_is_class_agnostic_and_old_runs_load_per_class():
+    scratch = lesions.make_config(lesions.parse_args(["--mode", "train"]), "train")
+    assert scratch.CLASS_AGNOSTIC_BOXES and scratch.CLASS_AGNOSTIC_MASKS
+    # A run saved before the fields existed had per-class heads.
+    old = lesions.make_config(lesions.parse_args(["--mode", "predict"]), "inference",
+                              saved={"IMAGE_MAX_DIM": 64, "IMAGE_MIN_DIM": 64})
+    assert not old.CLASS_AGNOSTIC_BOXES and not old.CLASS_AGNOSTIC_MASKS
+    assert old.PREPROCESS == "none"
+    sog = lesions.make_config(lesions.parse_args(["--mode", "train", "--config", "PREPROCESS=shades_of_grey"]),
+                              "train")
+    assert sog.PREPROCESS == "shades_of_grey"
+    with pytest.raises((ConfigError, lesions.UserError), match="PREPROCESS"):
+        lesions.make_config(lesions.parse_args(["--mode", "train", "--config", "PREPROCESS=grey"]), "train")
