@@ -121,6 +121,9 @@ class Config:
     # class; with few images split over classes that are the same kind of
     # object (nevus vs melanoma), each per-class regressor and mask sees a third
     # of the data, and the mask used is that of the predicted, possibly wrong, class.
+    # Mask-head probability at or above which a pixel belongs to a detection's
+    # mask when it is pasted back at full size (Matterport hard-codes 0.5).
+    DETECTION_MASK_THRESHOLD = 0.5
     CLASS_AGNOSTIC_BOXES = False
     CLASS_AGNOSTIC_MASKS = False
     # Image preprocessing before the mean pixel is subtracted, in training and
@@ -168,6 +171,8 @@ class Config:
                                       f"got {len(self.RPN_ANCHOR_SCALES)}")
         if not isinstance(self.LEARNING_RATE_WARMUP, int) or self.LEARNING_RATE_WARMUP < 0:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
+        if not 0 < self.DETECTION_MASK_THRESHOLD < 1:
+            fail("DETECTION_MASK_THRESHOLD", f"must be in (0, 1), got {self.DETECTION_MASK_THRESHOLD}")
         if self.PREPROCESS not in ("none", "shades_of_grey"):
             fail("PREPROCESS", f"must be 'none' or 'shades_of_grey', got {self.PREPROCESS!r}")
         if self.NORM not in ("batch", "group"):

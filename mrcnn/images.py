@@ -158,13 +158,13 @@ def expand_mask(bbox, mini_mask, image_shape):
     return mask
 
 
-def unmold_mask(mask, bbox, image_shape):
+def unmold_mask(mask, bbox, image_shape, threshold=0.5):
     """Paste one predicted soft mask into a full-size binary mask.
 
     mask: [h, w] float in [0, 1] (the mask head's output); bbox: (y1, x1, y2, x2)
-    pixels; image_shape: (H, W, ...). Returns: bool [H, W].
+    pixels; image_shape: (H, W, ...); threshold: probability at or above which
+    a pixel is in the mask (Matterport: 0.5). Returns: bool [H, W].
     """
-    threshold = 0.5
     y1, x1, y2, x2 = [int(v) for v in bbox]
     full_mask = np.zeros(image_shape[:2], dtype=bool)
     y1c, x1c = max(y1, 0), max(x1, 0)

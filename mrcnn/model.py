@@ -428,7 +428,8 @@ class MaskRCNN:
         keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
         boxes, class_ids, scores, masks, det_probs = (boxes[keep], class_ids[keep], scores[keep],
                                                       masks[keep], det_probs[keep])
-        full_masks = [unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(keep))]
+        full_masks = [unmold_mask(masks[i], boxes[i], original_image_shape, self.config.DETECTION_MASK_THRESHOLD)
+                      for i in range(len(keep))]
         if full_masks:
             full_masks = np.stack(full_masks, axis=-1)
         else:

@@ -134,6 +134,9 @@ def test_unmold_mask_thresholds_soft_values():
     soft[:, 4:] = 0.1
     full = I.unmold_mask(soft, (0, 0, 8, 8), (8, 8))
     assert full[:, :4].all() and not full[:, 4:].any()
+    soft[:, 4:] = 0.35
+    assert not I.unmold_mask(soft, (0, 0, 8, 8), (8, 8))[:, 4:].any()
+    assert I.unmold_mask(soft, (0, 0, 8, 8), (8, 8), threshold=0.3).all()
 
 
 def test_unmold_mask_box_partly_outside_image():
