@@ -108,10 +108,19 @@ def lesion_config(size, min_confidence=0.0):
                         DETECTION_MIN_CONFIDENCE=min_confidence)
 
 
+BF16 = "_bf16"  # config-name suffix: the same settings with COMPUTE_DTYPE = "bfloat16"
+
+
 def make_config(spec):
-    if spec["config"] == "lesion":
-        return lesion_config(spec["size"], spec.get("min_confidence", 0.0))
-    return matterport_config(spec["size"], min_confidence=spec.get("min_confidence", 0.0))
+    """The config named by spec["config"]: matterport | lesion, optionally + "_bf16"."""
+    name = spec["config"]
+    if name.startswith("lesion"):
+        config = lesion_config(spec["size"], spec.get("min_confidence", 0.0))
+    else:
+        config = matterport_config(spec["size"], min_confidence=spec.get("min_confidence", 0.0))
+    if name.endswith(BF16):
+        config.COMPUTE_DTYPE = "bfloat16"
+    return config
 
 
 def favour_foreground(model, margin=4.0):
@@ -134,8 +143,11 @@ def phase_backbone(spec):
     import numpy as np
     import tensorflow as tf
     from mrcnn.backbone import backbone_model
+    from mrcnn.precision import compute_dtype_scope
     size = spec["size"]
-    net = backbone_model(make_config(spec), (size, size, 3))
+    config = make_config(spec)
+    with compute_dtype_scope(config.COMPUTE_DTYPE):
+        net = backbone_model(config, (size, size, 3))
     forward = tf.function(lambda x: net(x, training=False))
     image = tf.constant(np.random.default_rng(0).uniform(-120, 130, (1, size, size, 3)).astype(np.float32))
     median, times, cores = _timed_median(lambda: [p.numpy() for p in forward(image)], spec["repeats"],
@@ -198,6 +210,8 @@ def phase_train(spec):
     from mrcnn.training import MaskRCNNTrainer
     size = spec["size"]
     config = matterport_config(size, images_per_gpu=2)
+    if spec["config"].endswith(BF16):
+        config.COMPUTE_DTYPE = "bfloat16"
     config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
     t0 = time.perf_counter()
     model = MaskRCNN("training", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
@@ -218,7 +232,8 @@ def phase_train(spec):
             "loss_finite": bool(np.isfinite(float(logs["loss"]))),
             "settings": {"batch": config.BATCH_SIZE, "TRAIN_ROIS_PER_IMAGE": config.TRAIN_ROIS_PER_IMAGE,
                          "POST_NMS_ROIS_TRAINING": config.POST_NMS_ROIS_TRAINING, "layers": "all",
-                         "TRAIN_BN": True, "optimizer": "SGD(1e-3, momentum 0.9)"}}
+                         "TRAIN_BN": True, "optimizer": "SGD(1e-3, momentum 0.9)",
+                         "COMPUTE_DTYPE": config.COMPUTE_DTYPE}}
 
 
 def isic_folder(cache_dir, count=PREDICT_IMAGES):
@@ -411,8 +426,16 @@ def plan(args):
     phases += [{"phase": "backbone", "config": "lesion", "size": s} for s in lesion_sizes]
     phases += [{"phase": "detect", "config": "matterport", "size": s} for s in sizes]
     phases += [{"phase": "detect", "config": "lesion", "size": s} for s in lesion_sizes]
+    if args.bf16:
+        # bfloat16 rows at 512 (the target size): floor, detect and train.
+        phases += [{"phase": "backbone", "config": "matterport" + BF16, "size": 512},
+                   {"phase": "backbone", "config": "lesion" + BF16, "size": 512},
+                   {"phase": "detect", "config": "matterport" + BF16, "size": 512},
+                   {"phase": "detect", "config": "lesion" + BF16, "size": 512}]
     if not args.skip_train:
         phases.append({"phase": "train", "config": "matterport", "size": 512})
+        if args.bf16:
+            phases.append({"phase": "train", "config": "matterport" + BF16, "size": 512})
     if args.peer_python:
         phases += [{"phase": "peer", "size": s} for s in args.peer_sizes]
     if not args.skip_predict:
@@ -447,7 +470,12 @@ def summarise(results, args):
     lesion_detect = {s: val("detect", "s_per_image", "lesion", s) for s in args.sizes if s <= 512}
     floor = {s: val("backbone", "s_per_image", "matterport", s) for s in args.sizes}
     lesion_floor = {s: val("backbone", "s_per_image", "lesion", s) for s in args.sizes if s <= 512}
-    train = val("train", "s_per_step")
+    train = val("train", "s_per_step", "matterport")
+    bf16 = {"detect": val("detect", "s_per_image", "matterport" + BF16, 512),
+            "lesion_detect": val("detect", "s_per_image", "lesion" + BF16, 512),
+            "floor": val("backbone", "s_per_image", "matterport" + BF16, 512),
+            "lesion_floor": val("backbone", "s_per_image", "lesion" + BF16, 512),
+            "train": val("train", "s_per_step", "matterport" + BF16)}
     peer_detect = {s: p.get("detect_s_per_image") for s, p in peer.items()}
     peer_train = peer.get(512, {}).get("train_s_per_step")
     lo, hi = min(args.sizes), max(args.sizes)
@@ -488,15 +516,27 @@ def summarise(results, args):
         dict(target("detect 512 ours/peer", ratio(ours_detect.get(512), peer_detect.get(512)), 0.5),
              same_load=same_load(val("detect", "cores_busy", "matterport", 512))),
         dict(target("train step 512 ours/peer", ratio(train, peer_train), 0.5),
-             same_load=same_load(val("train", "cores_busy"))),
+             same_load=same_load(val("train", "cores_busy", "matterport"))),
         dict(target("detect 512 / backbone+FPN floor", ratio(ours_detect.get(512), floor.get(512)), 1.5),
              ideal=flop_ratio("matterport")),
         dict(target("  same, lesion settings", ratio(lesion_detect.get(512), lesion_floor.get(512)), 1.5),
              ideal=flop_ratio("lesion")),
         target(f"cost growth {lo}->{hi} / pixel growth", growth, 1.0),
+    ]
+    if args.bf16:
+        targets += [
+            dict(target("bf16: detect 512 ours/peer (fp32)", ratio(bf16["detect"], peer_detect.get(512)), 0.5),
+                 same_load=same_load(val("detect", "cores_busy", "matterport" + BF16, 512))),
+            dict(target("bf16: train step 512 ours/peer (fp32)", ratio(bf16["train"], peer_train), 0.5),
+                 same_load=same_load(val("train", "cores_busy", "matterport" + BF16))),
+            target("bf16: detect 512 / bf16 floor", ratio(bf16["detect"], bf16["floor"]), 1.5),
+            target("bf16:   same, lesion settings", ratio(bf16["lesion_detect"], bf16["lesion_floor"]), 1.5),
+        ]
+    targets += [
         target("predict: CPU cores busy", cores, 1.5, above=True),
     ]
     summary = {"detect_s_per_image": {"matterport": ours_detect, "lesion": lesion_detect, "peer": peer_detect},
+               "bf16_512": bf16,
                "backbone_fpn_s_per_image": floor, "lesion_backbone_fpn_s_per_image": lesion_floor,
                "gmac_512": budgets, "train_s_per_step": {"ours": train, "peer": peer_train},
                "lesion_over_matterport": {s: ratio(lesion_detect.get(s), ours_detect.get(s)) for s in lesion_detect},
@@ -531,9 +571,10 @@ def print_table(results, summary, targets, args):
         elif r["phase"] == "detect":
             name = f"detect s/img ({r['config']}, {r['detections']} det)"
             ours = r["s_per_image"]
-            theirs = p.get("detect_s_per_image") if r["config"] == "matterport" else None
+            theirs = p.get("detect_s_per_image") if r["config"].startswith("matterport") else None
         elif r["phase"] == "train":
-            name, ours, theirs = "train s/step (batch 2)", r["s_per_step"], p.get("train_s_per_step")
+            name, ours, theirs = (f"train s/step (batch 2, {r['config']})", r["s_per_step"],
+                                  p.get("train_s_per_step"))
         elif r["phase"] == "predict":
             name, ours, theirs = (f"predict img/s ({r['images']} x {r['image_size']})",
                                   r["images_per_s"], None)
@@ -584,6 +625,8 @@ def parse_args(argv):
     p.add_argument("--peer-sizes", default="512", help="sizes to run the peer at (comma-separated; 512 "
                                                        "is needed for the ratios)")
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false",
+                   help="skip the COMPUTE_DTYPE=bfloat16 rows (floor, detect, train at 512)")
     p.add_argument("--skip-predict", action="store_true")
     p.add_argument("--profile", action="store_true", help="also time the sub-graphs of detect at 512")
     p.add_argument("--min-confidence", type=float, default=0.0,

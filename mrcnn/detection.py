@@ -1,9 +1,9 @@
 """DetectionLayer: refine ROIs by class, drop background and low scores, per-class NMS."""
 import numpy as np
 import tensorflow as tf
-import keras
 
 from .box_graph import apply_box_deltas_graph, clip_boxes_graph
+from .precision import Float32Layer
 
 
 def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=None):
@@ -41,7 +41,7 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
     return tf.pad(detections, [(0, pad), (0, 0)]), tf.pad(kept_probs, [(0, pad), (0, 0)])
 
 
-class DetectionLayer(keras.layers.Layer):
+class DetectionLayer(Float32Layer):
     """Batch wrapper of refine_detections_graph.
 
     Inputs: rois [B, N, 4], mrcnn_class [B, N, C], mrcnn_bbox [B, N, C, 4],
@@ -78,7 +78,7 @@ class DetectionLayer(keras.layers.Layer):
                 (batch, self.config.DETECTION_MAX_INSTANCES, self.config.NUM_CLASSES)]
 
 
-class DetectionBoxes(keras.layers.Layer):
+class DetectionBoxes(Float32Layer):
     """detections [B, D, 6] -> boxes [B, K, 4] of the real detections only.
 
     K is the largest count of real (non-padding) detections in the batch, at
@@ -95,7 +95,7 @@ class DetectionBoxes(keras.layers.Layer):
         return (input_shape[0], None, 4)
 
 
-class PadDetections(keras.layers.Layer):
+class PadDetections(Float32Layer):
     """masks [B, K, h, w, C] -> [B, D, h, w, C], zero-padded to DETECTION_MAX_INSTANCES."""
 
     def __init__(self, max_instances, **kwargs):

@@ -6,14 +6,14 @@ and weight shapes (so Matterport weights load), without TimeDistributed's
 shape inference pitfalls in Keras 3, and one big convolution per layer.
 """
 import tensorflow as tf
-import keras
 from keras import layers
 
 from .backbone import norm_layer
+from .precision import Float32Layer
 from .roi_align import PyramidROIAlign
 
 
-class FoldROIs(keras.layers.Layer):
+class FoldROIs(Float32Layer):
     """[B, N, ...] -> [B*N, ...]."""
 
     def call(self, x):
@@ -25,7 +25,7 @@ class FoldROIs(keras.layers.Layer):
         return (folded,) + tuple(input_shape[2:])
 
 
-class UnfoldROIs(keras.layers.Layer):
+class UnfoldROIs(Float32Layer):
     """[B*N, ...] -> [B, N, ...].
 
     With ``num_rois`` set, N is that fixed count (the ROI count Config pins).
@@ -58,7 +58,7 @@ class UnfoldROIs(keras.layers.Layer):
         return config
 
 
-class ShareAcrossClasses(keras.layers.Layer):
+class ShareAcrossClasses(Float32Layer):
     """Repeat a class-agnostic output for every class along one axis.
 
     Masks: [B, N, h, w, 1] -> [B, N, h, w, C] (axis -1). Box deltas:
@@ -88,7 +88,7 @@ class ShareAcrossClasses(keras.layers.Layer):
         return config
 
 
-class BoxDeltasReshape(keras.layers.Layer):
+class BoxDeltasReshape(Float32Layer):
     """[B, N, num_classes * 4] -> [B, N, num_classes, 4]."""
 
     def __init__(self, num_classes, **kwargs):
@@ -127,11 +127,11 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
     x = norm_layer("mrcnn_class_bn2", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
     x = layers.Activation("relu")(x)
     shared = layers.Flatten(name="pool_squeeze")(x)
-    logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits")(shared)
+    logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits", dtype="float32")(shared)
     logits = UnfoldROIs(num_rois, name="mrcnn_class_unfold")(logits)
-    probs = layers.Activation("softmax", name="mrcnn_class")(logits)
+    probs = layers.Activation("softmax", name="mrcnn_class", dtype="float32")(logits)
     agnostic = bool(getattr(config, "CLASS_AGNOSTIC_BOXES", False))
-    bbox = layers.Dense(4 if agnostic else config.NUM_CLASSES * 4, name="mrcnn_bbox_fc")(shared)
+    bbox = layers.Dense(4 if agnostic else config.NUM_CLASSES * 4, name="mrcnn_bbox_fc", dtype="float32")(shared)
     bbox = UnfoldROIs(num_rois, name="mrcnn_bbox_unfold")(bbox)
     if agnostic:
         bbox = BoxDeltasReshape(1, name="mrcnn_bbox_agnostic")(bbox)
@@ -159,7 +159,8 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     agnostic = bool(getattr(config, "CLASS_AGNOSTIC_MASKS", False))
-    x = layers.Conv2D(1 if agnostic else config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    x = layers.Conv2D(1 if agnostic else config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask",
+                      dtype="float32")(x)
     if agnostic:
         x = ShareAcrossClasses(config.NUM_CLASSES, name="mrcnn_mask_share")(x)
     if num_rois is None:

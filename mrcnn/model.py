@@ -23,6 +23,7 @@ from .data import DataGenerator, build_rpn_targets, load_image_gt  # noqa: F401 
 from .detection import DetectionBoxes, DetectionLayer, PadDetections
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .images import compose_image_meta, mold_image, resize_image, unmold_mask
+from .precision import Float32Layer, compute_dtype_scope
 from .proposals import ProposalLayer
 from .rpn import build_rpn_model
 from .targets import DetectionTargetLayer
@@ -51,7 +52,7 @@ def log(text, array=None):
     print(text)
 
 
-class ConstantAnchors(layers.Layer):
+class ConstantAnchors(Float32Layer):
     """Broadcast the fixed pyramid anchors of the training image size to the batch.
 
     Input: any [B, ...] tensor (for the batch size). Output: [B, A, 4] normalized.
@@ -69,7 +70,7 @@ class ConstantAnchors(layers.Layer):
         return (input_shape[0], self.anchors.shape[0], 4)
 
 
-class NormBoxes(layers.Layer):
+class NormBoxes(Float32Layer):
     """Pixel boxes [B, N, 4] -> normalized boxes for a fixed image shape."""
 
     def __init__(self, image_shape, **kwargs):
@@ -86,7 +87,7 @@ class NormBoxes(layers.Layer):
         return input_shape
 
 
-class SliceROIs(layers.Layer):
+class SliceROIs(Float32Layer):
     """rois [B, N, 4] -> the first `count` rois [B, count, 4]."""
 
     def __init__(self, count, **kwargs):
@@ -100,7 +101,7 @@ class SliceROIs(layers.Layer):
         return (input_shape[0], self.count) + tuple(input_shape[2:])
 
 
-class ConcatLevels(layers.Layer):
+class ConcatLevels(Float32Layer):
     """Concatenate per-level RPN outputs along the anchor axis: list of [B, Ai, k] -> [B, A, k]."""
 
     def call(self, inputs):
@@ -161,6 +162,10 @@ class MaskRCNN:
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
         """Build the functional Keras model of the mode. Returns keras.Model."""
+        with compute_dtype_scope(config.COMPUTE_DTYPE):
+            return self._build(mode, config)
+
+    def _build(self, mode, config):
         if config.IMAGE_RESIZE_MODE in ("square", "crop") or mode == "training":
             image_shape = tuple(int(v) for v in config.IMAGE_SHAPE)
         else:

@@ -1,9 +1,9 @@
 """ProposalLayer: RPN scores and deltas -> a fixed number of proposals per image."""
 import numpy as np
 import tensorflow as tf
-import keras
 
 from .box_graph import apply_box_deltas_graph, clip_boxes_graph
+from .precision import Float32Layer
 
 
 def _nms_padded(boxes, scores, max_output, iou_threshold):
@@ -17,7 +17,7 @@ def _nms_padded(boxes, scores, max_output, iou_threshold):
     return tf.pad(kept, [(0, padding), (0, 0)])
 
 
-class ProposalLayer(keras.layers.Layer):
+class ProposalLayer(Float32Layer):
     """Top-scoring anchors, refined by the RPN deltas, clipped and NMS-filtered.
 
     Inputs: rpn_probs [B, A, 2], rpn_bbox [B, A, 4] deltas, anchors [B, A, 4]

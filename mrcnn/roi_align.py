@@ -1,6 +1,7 @@
 """PyramidROIAlign: crop each ROI from the FPN level that suits its size."""
 import tensorflow as tf
-import keras
+
+from .precision import Float32Layer
 
 
 def roi_levels(boxes, image_shape):
@@ -18,7 +19,7 @@ def roi_levels(boxes, image_shape):
     return tf.cast(tf.clip_by_value(level, 2.0, 5.0), tf.int32)
 
 
-class PyramidROIAlign(keras.layers.Layer):
+class PyramidROIAlign(Float32Layer):
     """Crop-and-resize ROIs from P2-P5 by level.
 
     Inputs: boxes [B, N, (y1, x1, y2, x2)] normalized, then the feature maps

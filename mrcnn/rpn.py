@@ -13,13 +13,14 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride, channels=512):
     """
     shared = layers.Conv2D(channels, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
+    # The prediction layers stay float32 under a bfloat16 policy (mrcnn.precision).
     x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid", activation="linear",
-                      name="rpn_class_raw")(shared)
-    rpn_class_logits = layers.Reshape((-1, 2))(x)
-    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+                      name="rpn_class_raw", dtype="float32")(shared)
+    rpn_class_logits = layers.Reshape((-1, 2), dtype="float32")(x)
+    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
     x = layers.Conv2D(anchors_per_location * 4, 1, padding="valid", activation="linear",
-                      name="rpn_bbox_pred")(shared)
-    rpn_bbox = layers.Reshape((-1, 4))(x)
+                      name="rpn_bbox_pred", dtype="float32")(shared)
+    rpn_bbox = layers.Reshape((-1, 4), dtype="float32")(x)
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 
 

@@ -4,6 +4,7 @@ import tensorflow as tf
 import keras
 
 from .box_graph import box_refinement_graph, overlaps_graph, trim_zeros_graph
+from .precision import Float32Layer
 
 
 def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config):
@@ -83,7 +84,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
     return rois, roi_gt_class_ids, deltas, masks
 
 
-class DetectionTargetLayer(keras.layers.Layer):
+class DetectionTargetLayer(Float32Layer):
     """Batch wrapper of detection_targets_graph.
 
     Inputs: proposals [B, N, 4], gt_class_ids [B, G], gt_boxes [B, G, 4]

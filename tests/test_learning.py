@@ -52,3 +52,25 @@ def test_mask_map_reaches_090(trained):
                                  result["class_ids"], result["scores"], result["masks"], iou_threshold=0.5)
         aps.append(ap)
     assert np.mean(aps) >= 0.9, f"mask mAP@0.5 {np.mean(aps):.3f} after {EPOCHS * 50} steps"
+
+
+def test_bfloat16_inference_keeps_the_float32_checkpoint_accurate(trained, tmp_path):
+    """The same checkpoint run with COMPUTE_DTYPE = "bfloat16" (bfloat16 convolutions) still finds the shapes."""
+    dataset, model = trained
+
+    class Bf16Config(LearningInferenceConfig):
+        COMPUTE_DTYPE = "bfloat16"
+
+    bf16 = modellib.MaskRCNN("inference", Bf16Config(), str(tmp_path))
+    bf16.keras_model.set_weights(model.keras_model.get_weights())
+    aps, agree = [], []
+    for image_id in dataset.image_ids:
+        image = dataset.load_image(image_id)
+        gt_masks, gt_class_ids = dataset.load_mask(image_id)
+        result = bf16.detect([image])[0]
+        ap, _, _, _ = compute_ap(extract_bboxes(gt_masks), gt_class_ids, gt_masks, result["rois"],
+                                 result["class_ids"], result["scores"], result["masks"], iou_threshold=0.5)
+        aps.append(ap)
+        agree.append(len(result["class_ids"]) == len(model.detect([image])[0]["class_ids"]))
+    assert np.mean(aps) >= 0.85, f"bfloat16 mask mAP@0.5 {np.mean(aps):.3f}"
+    assert np.mean(agree) >= 0.8
