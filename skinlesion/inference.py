@@ -48,8 +48,11 @@ def lesion_mask(result, min_confidence):
 
     result: a detect() dict (rois, class_ids, scores, masks [H, W, N], probs).
     Takes the top detection and unites it with every other detection above
-    min_confidence whose mask overlaps it (a lesion split in two pieces); if that
-    mask is empty, the top detection's box is used. When
+    min_confidence whose mask overlaps it and is no larger than the top one's
+    (a lesion split in pieces). A larger overlapping detection is a competing
+    outline, not a piece: uniting it took a 3 % lesion to most of the image
+    (PH2 IMD092, Jaccard 0.04). If the mask is empty, the top detection's box
+    is used. When
     nothing reaches min_confidence, the best detection is still used and
     flagged. Returns: (mask bool [H, W], used detection indices, low_confidence
     bool); an empty mask only when there is no detection at all.
@@ -61,10 +64,12 @@ def lesion_mask(result, min_confidence):
     order = np.argsort(-scores)
     top = order[0]
     mask = masks[:, :, top].copy()
+    top_area = int(mask.sum())
     used = [int(top)]
     for i in order[1:]:
-        if scores[i] >= min_confidence and np.logical_and(mask, masks[:, :, i]).any():
-            mask |= masks[:, :, i]
+        piece = masks[:, :, i]
+        if scores[i] >= min_confidence and int(piece.sum()) <= top_area and np.logical_and(mask, piece).any():
+            mask |= piece
             used.append(int(i))
     if not mask.any():
         # The mask head put no pixel above 0.5 inside the detected box (an
