@@ -174,6 +174,9 @@ def main(argv=None):
     parser.add_argument("--parallel", action="store_true",
                         help="train the U-Net at the same time as the Mask R-CNN (one core each)")
     parser.add_argument("--collect-only", action="store_true", help="only rebuild results from the folders")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="Mask R-CNN: keep the trained checkpoint, rerun evaluate and the HAM10000 steps "
+                             "(after a change to inference)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.only.split(",") if m.strip()]
     for method in methods:
@@ -207,6 +210,8 @@ def main(argv=None):
             print(f"{method}:", flush=True)
             if method == "mrcnn":
                 for step, cmd in mrcnn_commands(args, folder).items():
+                    if step == "train" and args.reevaluate:
+                        continue
                     code, seconds = run(cmd, log_path)
                     timings[f"mrcnn_{step}"] = round(seconds, 1)
                     if code and step == "train":
