@@ -12,6 +12,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# Config.COMPUTE_DTYPE values (mrcnn.precision maps them to Keras dtype policies).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 class ConfigError(ValueError):
     """A Config field holds a value the model cannot use."""
@@ -177,7 +180,7 @@ class Config:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
         if not 0 < self.DETECTION_MASK_THRESHOLD < 1:
             fail("DETECTION_MASK_THRESHOLD", f"must be in (0, 1), got {self.DETECTION_MASK_THRESHOLD}")
-        if self.COMPUTE_DTYPE not in ("float32", "bfloat16"):
+        if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:
             fail("COMPUTE_DTYPE", f"must be 'float32' or 'bfloat16', got {self.COMPUTE_DTYPE!r}")
         if self.PREPROCESS not in ("none", "shades_of_grey"):
             fail("PREPROCESS", f"must be 'none' or 'shades_of_grey', got {self.PREPROCESS!r}")

@@ -130,7 +130,7 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
     logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits", dtype="float32")(shared)
     logits = UnfoldROIs(num_rois, name="mrcnn_class_unfold")(logits)
     probs = layers.Activation("softmax", name="mrcnn_class", dtype="float32")(logits)
-    agnostic = bool(getattr(config, "CLASS_AGNOSTIC_BOXES", False))
+    agnostic = bool(config.CLASS_AGNOSTIC_BOXES)
     bbox = layers.Dense(4 if agnostic else config.NUM_CLASSES * 4, name="mrcnn_bbox_fc", dtype="float32")(shared)
     bbox = UnfoldROIs(num_rois, name="mrcnn_bbox_unfold")(bbox)
     if agnostic:
@@ -158,7 +158,7 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
         x = norm_layer(f"mrcnn_mask_bn{i}", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    agnostic = bool(getattr(config, "CLASS_AGNOSTIC_MASKS", False))
+    agnostic = bool(config.CLASS_AGNOSTIC_MASKS)
     x = layers.Conv2D(1 if agnostic else config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask",
                       dtype="float32")(x)
     if agnostic:

@@ -204,7 +204,7 @@ def mold_image(images, config):
     images: uint8 RGB [H, W, 3] (one image when PREPROCESS is not "none") or
     [..., 3]. Returns: float32, same shape.
     """
-    if getattr(config, "PREPROCESS", "none") == "shades_of_grey":
+    if config.PREPROCESS == "shades_of_grey":
         images = shades_of_grey(images)
     return (images.astype(np.float32) - config.MEAN_PIXEL).astype(np.float32)
 

@@ -13,7 +13,8 @@ import contextlib
 
 import keras
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+from .config import COMPUTE_DTYPES
+
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
