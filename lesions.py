@@ -327,8 +327,19 @@ def cmd_train(args):
         log.info("--minutes %g: stage 1 until %.1f min, stage 2 until %g min", args.minutes,
                  args.minutes * share, args.minutes)
     callbacks = [[b] if b else None for b in budgets]
+    from_scratch = weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED"))
+    one_stage = from_scratch and config.LEARNING_RATE_DECAY == "cosine"
     try:
-        if weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED")):
+        if one_stage:
+            # The cosine decay already ends at a low rate; a second stage at
+            # LEARNING_RATE/10 would only start another decay from there.
+            log.info("LEARNING_RATE_DECAY=cosine from scratch: all layers train in one stage up to epoch %d, "
+                     "LEARNING_RATE=%g decaying to 1 %% by the end%s", epochs_heads + epochs_all, lr,
+                     f" of --minutes {args.minutes:g}" if budgets[1] else "")
+            config.PRETRAINED = False
+            model.train(train_set, val_set, lr, epochs_heads + epochs_all, "all", augmentation=augmentation,
+                        custom_callbacks=callbacks[1])
+        elif from_scratch:
             if weights_kind == "none":
                 log.info("--weights none: stage 1 (heads only) is skipped, a random backbone has nothing "
                          "to keep; all layers train from the start, at LEARNING_RATE for %d epochs, "
@@ -341,10 +352,12 @@ def cmd_train(args):
             log.info("stage 1: heads at LEARNING_RATE=%g up to epoch %d", lr, epochs_heads)
             model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation,
                         custom_callbacks=callbacks[0])
-        log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10, epochs_heads + epochs_all)
-        if budgets[1] is not None and time.monotonic() >= budgets[1].deadline:
+        if one_stage:
+            pass
+        elif budgets[1] is not None and time.monotonic() >= budgets[1].deadline:
             log.info("--minutes %g: no time left for stage 2", args.minutes)
         else:
+            log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10, epochs_heads + epochs_all)
             model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all",
                         augmentation=augmentation, custom_callbacks=callbacks[1])
     except KeyboardInterrupt:

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 # Config.COMPUTE_DTYPE values (mrcnn.precision maps them to Keras dtype policies).
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# Learning-rate decays within a train() call (Config.LEARNING_RATE_DECAY; mrcnn.training.learning_rate).
+LEARNING_RATE_DECAYS = ("none", "cosine")
 
 
 class ConfigError(ValueError):
@@ -101,6 +103,12 @@ class Config:
     # full rate can throw the RPN box outputs far off (RPN box loss 6-15 in the
     # first epoch in some runs, 2 in others); Detectron warms up for the same reason.
     LEARNING_RATE_WARMUP = 0
+    # Learning-rate decay within each train() call: "none" (Matterport: constant;
+    # lower it yourself between calls) or "cosine" (from LEARNING_RATE down to
+    # 1 % of it by the call's last epoch, or by the deadline of a TimeBudget
+    # callback when that comes first, so a time-budgeted run ends at a low
+    # rate however many steps fit). A resumed call decays over what remains.
+    LEARNING_RATE_DECAY = "none"
     # Normalization in the backbone and heads: "batch" (Matterport; needed to
     # load mask_rcnn_coco.h5 / ImageNet weights) or "group" (GroupNorm, 32
     # groups: the same per-image statistics in training and inference, for
@@ -178,6 +186,8 @@ class Config:
                                       f"got {len(self.RPN_ANCHOR_SCALES)}")
         if not isinstance(self.LEARNING_RATE_WARMUP, int) or self.LEARNING_RATE_WARMUP < 0:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
+        if self.LEARNING_RATE_DECAY not in LEARNING_RATE_DECAYS:
+            fail("LEARNING_RATE_DECAY", f"must be one of {LEARNING_RATE_DECAYS}, got {self.LEARNING_RATE_DECAY!r}")
         if not 0 < self.DETECTION_MASK_THRESHOLD < 1:
             fail("DETECTION_MASK_THRESHOLD", f"must be in (0, 1), got {self.DETECTION_MASK_THRESHOLD}")
         if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:

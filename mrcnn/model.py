@@ -27,7 +27,7 @@ from .precision import Float32Layer, compute_dtype_scope
 from .proposals import ProposalLayer
 from .rpn import build_rpn_model
 from .targets import DetectionTargetLayer
-from .training import AtomicCheckpoint, EpochSummary, MaskRCNNTrainer, NaNGuard
+from .training import AtomicCheckpoint, EpochSummary, LearningRateLog, MaskRCNNTrainer, NaNGuard
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ class MaskRCNN:
         scope = self.strategy.scope() if self.strategy else _null_scope()
         with scope:
             trainer = MaskRCNNTrainer(self.keras_model, cfg)
-            rate = training_lib.learning_rate(learning_rate, cfg.LEARNING_RATE_WARMUP)
+            rate = training_lib.learning_rate(learning_rate, cfg.LEARNING_RATE_WARMUP, cfg.LEARNING_RATE_DECAY)
             if str(cfg.OPTIMIZER).lower() == "adam":
                 optimizer = keras.optimizers.Adam(learning_rate=rate, beta_1=cfg.LEARNING_MOMENTUM,
                                                   clipnorm=cfg.GRADIENT_CLIP_NORM)
@@ -357,11 +357,21 @@ class MaskRCNN:
             trainer.compile(optimizer=optimizer)
         checkpoint = AtomicCheckpoint(self.keras_model, self.checkpoint_path)
         nan_guard = NaNGuard()
-        callbacks = [
+        csv_path = os.path.join(self.log_dir, "losses.csv")
+        # The learning rate becomes a losses.csv column, except in a file begun
+        # without it (a run resumed from an older version keeps its columns).
+        rate_log = [LearningRateLog(rate)] if _csv_header_has(csv_path, "learning_rate") else []
+        callbacks = rate_log + [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            keras.callbacks.CSVLogger(os.path.join(self.log_dir, "losses.csv"), append=True),
+            keras.callbacks.CSVLogger(csv_path, append=True),
             checkpoint, nan_guard, EpochSummary(),
         ] + list(custom_callbacks or [])
+        if isinstance(rate, training_lib.CosineDecaySchedule):
+            # A TimeBudget among the callbacks ends the run early: decay to its deadline.
+            deadlines = [c.deadline for c in callbacks if isinstance(c, training_lib.TimeBudget)]
+            # The decay spans this call (from self.epoch to epochs), as each Matterport stage.
+            callbacks.append(training_lib.DecayProgress(
+                rate, (epochs - self.epoch) * cfg.STEPS_PER_EPOCH, min(deadlines) if deadlines else None))
         epoch_in_progress = self.epoch
 
         class _Progress(keras.callbacks.Callback):
@@ -517,6 +527,15 @@ class MaskRCNN:
         with open(path, "w") as f:
             json.dump(self.config.to_dict(), f, indent=2, default=str)
         return path
+
+
+def _csv_header_has(path, column):
+    """True when the CSV file at path is absent or empty, or its header row names column."""
+    if not os.path.exists(path):
+        return True
+    with open(path) as f:
+        header = f.readline().strip()
+    return not header or column in header.split(",")
 
 
 class _null_scope:

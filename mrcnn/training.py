@@ -104,8 +104,74 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"rate": self.rate, "steps": self.steps}
 
 
-def learning_rate(rate, warmup_steps):
-    """The optimizer's learning_rate argument: a float, or a WarmupSchedule when warmup_steps > 0."""
+class CosineDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then cosine decay from ``rate`` to ``rate * floor`` as training progresses.
+
+    Progress (0 at the start of a train() call, 1 at its end) is a variable
+    that DecayProgress advances each step, so the decay can follow whichever
+    ends a run first: the step count or a wall-clock budget.
+    rate * min(1, (step + 1) / warmup) * (floor + (1 - floor) * (1 + cos(pi * progress)) / 2).
+
+    step: scalar int (the optimizer's iteration count). Returns: scalar float32.
+    """
+
+    def __init__(self, rate, warmup_steps, floor=0.01):
+        self.rate = float(rate)
+        self.steps = int(warmup_steps)
+        self.floor = float(floor)
+        self.progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="lr_decay_progress")
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = tf.minimum(1.0, (step + 1.0) / float(max(1, self.steps)))
+        cosine = 0.5 * (1.0 + tf.cos(math.pi * tf.clip_by_value(self.progress, 0.0, 1.0)))
+        return self.rate * warm * (self.floor + (1.0 - self.floor) * cosine)
+
+    def get_config(self):
+        return {"rate": self.rate, "warmup_steps": self.steps, "floor": self.floor}
+
+
+class DecayProgress(keras.callbacks.Callback):
+    """Advance a CosineDecaySchedule: progress = the larger of the step fraction and the time fraction.
+
+    total_steps: steps of this train() call; deadline: a time.monotonic()
+    deadline (a TimeBudget's) or None. With a deadline the rate reaches its
+    floor when the time runs out, however many steps fit.
+    """
+
+    def __init__(self, schedule, total_steps, deadline=None):
+        super().__init__()
+        self.schedule = schedule
+        self.total_steps = max(1, int(total_steps))
+        self.deadline = deadline
+        self.start = None
+        self.steps_done = 0
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+        self.steps_done = 0
+        self.schedule.progress.assign(0.0)
+
+    def fraction(self):
+        """Progress in [0, 1] after self.steps_done steps of this call."""
+        done = self.steps_done / self.total_steps
+        if self.deadline is not None and self.deadline > self.start:
+            done = max(done, (time.monotonic() - self.start) / (self.deadline - self.start))
+        return min(1.0, done)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_done += 1
+        self.schedule.progress.assign(self.fraction())
+
+
+def learning_rate(rate, warmup_steps, decay="none"):
+    """The optimizer's learning_rate argument.
+
+    decay "none": a float, or a WarmupSchedule when warmup_steps > 0;
+    "cosine": a CosineDecaySchedule (advance it with DecayProgress).
+    """
+    if decay == "cosine":
+        return CosineDecaySchedule(rate, warmup_steps)
     return WarmupSchedule(rate, warmup_steps) if warmup_steps else rate
 
 
@@ -152,6 +218,28 @@ class NaNGuard(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(np.asarray(loss))):
             self.failed_at = (self.epoch + 1, batch + 1, {k: float(np.asarray(v)) for k, v in logs.items()})
             self.model.stop_training = True
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Put the learning rate of the epoch's last step in the epoch logs as "learning_rate".
+
+    rate: the optimizer's learning_rate argument (a float or a schedule).
+    Must come before CSVLogger / EpochSummary in the callback list (Keras
+    passes them one logs dict in order), so losses.csv shows the schedule.
+    """
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        if callable(self.rate):
+            last_step = max(0, int(self.model.optimizer.iterations.numpy()) - 1)
+            logs["learning_rate"] = float(self.rate(last_step))
+        else:
+            logs["learning_rate"] = float(self.rate)
 
 
 class EpochSummary(keras.callbacks.Callback):

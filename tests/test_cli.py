@@ -57,6 +57,9 @@ def test_train_writes_run_directory(trained):
                  "mrcnn_mask_loss", "val_loss"):
         assert all(np.isfinite(float(r[name])) for r in rows), name
     assert any(f.startswith("events.") for _, _, fs in os.walk(run_dir) for f in fs), "no TensorBoard events"
+    # Stage 2 runs at LEARNING_RATE / 10 (both still in LesionConfig's 100-step warm-up: 2 and 2 steps).
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], [0.001 * 2 / 100, 0.0001 * 2 / 100],
+                               rtol=1e-4)
     assert not [f for f in os.listdir(run_dir) if f.startswith(".tmp_")], "temporary checkpoint left behind"
 
 
@@ -67,6 +70,20 @@ def test_resume_continues_epoch_count(trained, tmp_path):
     names = [os.path.basename(f) for f in checkpoints(trained)]
     assert names[-1] == "mask_rcnn_lesion_0003.weights.h5"
     assert len({os.path.dirname(f) for f in checkpoints(trained)}) == 1, "resume must stay in the same run"
+
+
+def test_cosine_decay_from_scratch_trains_in_one_stage_down_to_one_percent(tmp_path, caplog):
+    caplog.set_level("INFO")
+    status = run("--mode", "train", "--logs", tmp_path, "--epochs-heads", 2, "--epochs-all", 1, *DATASET, *TINY,
+                 "--config", "LEARNING_RATE_DECAY=cosine", "--config", "LEARNING_RATE_WARMUP=0")
+    assert status == 0
+    files = checkpoints(tmp_path)
+    assert [os.path.basename(f) for f in files] == [f"mask_rcnn_lesion_000{i}.weights.h5" for i in (1, 2, 3)]
+    assert "one stage up to epoch 3" in caplog.text and "stage 2" not in caplog.text
+    rows = list(csv.DictReader(open(os.path.join(os.path.dirname(files[-1]), "losses.csv"))))
+    # 6 steps in one call: progress 1/3, 2/3, 1 at the epoch ends.
+    expected = [0.001 * (0.01 + 0.99 * (1 + np.cos(np.pi * p)) / 2) for p in (1 / 3, 2 / 3, 1)]
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], expected, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")

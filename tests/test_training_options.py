@@ -82,6 +82,51 @@ def test_warmup_schedule_rises_linearly_then_holds():
     assert isinstance(learning_rate(0.01, 10), WarmupSchedule)
 
 
+def test_cosine_schedule_warms_up_then_decays_to_one_percent():
+    from mrcnn.training import CosineDecaySchedule, learning_rate
+    schedule = learning_rate(0.001, 10, "cosine")
+    assert isinstance(schedule, CosineDecaySchedule)
+    np.testing.assert_allclose([float(schedule(0)), float(schedule(9)), float(schedule(500))],
+                               [0.0001, 0.001, 0.001], rtol=1e-5)
+    values = []
+    for progress in (0.25, 0.5, 1.0, 1.5):
+        schedule.progress.assign(progress)
+        values.append(float(schedule(500)))
+    half_way = 0.001 * (0.01 + 0.99 * 0.5)
+    np.testing.assert_allclose(values, [0.001 * (0.01 + 0.99 * (1 + np.cos(np.pi / 4)) / 2), half_way,
+                                        0.00001, 0.00001], rtol=1e-5)
+    assert learning_rate(0.01, 0, "none") == 0.01
+
+
+def test_decay_progress_follows_the_steps_or_the_deadline_whichever_comes_first(monkeypatch):
+    from mrcnn import training
+    clock = [100.0]
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+
+    def advance(progress, steps, seconds):
+        for _ in range(steps):
+            clock[0] += seconds
+            progress.on_train_batch_end(0)
+        return float(progress.schedule.progress.numpy())
+
+    by_steps = training.DecayProgress(training.CosineDecaySchedule(0.001, 0), total_steps=10)
+    by_steps.on_train_begin()
+    assert advance(by_steps, 5, 1.0) == pytest.approx(0.5)
+    assert advance(by_steps, 10, 1.0) == pytest.approx(1.0)
+    # 60 s budget at 10 s a step: the time runs out long before step 1000.
+    by_time = training.DecayProgress(training.CosineDecaySchedule(0.001, 0), total_steps=1000, deadline=clock[0] + 60)
+    by_time.on_train_begin()
+    assert advance(by_time, 3, 10.0) == pytest.approx(0.5)
+    assert advance(by_time, 3, 10.0) == pytest.approx(1.0)
+
+
+def test_learning_rate_decay_is_validated():
+    class Bad(ShapesConfig):
+        LEARNING_RATE_DECAY = "linear"
+    with pytest.raises(ConfigError, match="LEARNING_RATE_DECAY"):
+        Bad()
+
+
 def test_rpn_conv_channels_sets_the_shared_conv_width():
     from mrcnn.rpn import build_rpn_model
     rpn = build_rpn_model(1, 3, 32, channels=64)
@@ -159,3 +204,14 @@ def test_lesion_config_is_class_agnostic_and_old_runs_load_per_class():
     assert run.PREPROCESS == "shades_of_grey" and run.CLASS_AGNOSTIC_MASKS and run.COMPUTE_DTYPE == "float32"
     with pytest.raises((ConfigError, lesions.UserError), match="PREPROCESS"):
         lesions.make_config(lesions.parse_args(["--mode", "train", "--config", "PREPROCESS=grey"]), "train")
+
+
+def test_learning_rate_column_is_left_out_of_a_losses_csv_begun_without_it(tmp_path):
+    """Resuming a run whose losses.csv predates the column must not shift its rows."""
+    from mrcnn.model import _csv_header_has
+    path = tmp_path / "losses.csv"
+    assert _csv_header_has(str(path), "learning_rate")  # new file
+    path.write_text("epoch,loss,mrcnn_mask_loss\n0,1.5,0.3\n")
+    assert not _csv_header_has(str(path), "learning_rate")
+    path.write_text("epoch,learning_rate,loss\n0,0.001,1.5\n")
+    assert _csv_header_has(str(path), "learning_rate")
