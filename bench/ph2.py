@@ -67,13 +67,14 @@ def mrcnn_commands(args, folder):
              "--minutes", str(args.minutes), "--augment", args.augment,
              "--config", f"IMAGE_MAX_DIM={args.size}", "--config", f"IMAGE_MIN_DIM={args.size}",
              *sum((["--config", c] for c in args.config), []), *common]
+    tta = ["--tta"] if args.tta else []
     evaluate = [py, "lesions.py", "--mode", "evaluate", *data, "--subset", "test",
-                "--out", os.path.join(folder, "test"), *common]
+                "--out", os.path.join(folder, "test"), *tta, *common]
     commands = {"train": train, "evaluate": evaluate}
     if args.ham and os.path.isdir(args.ham):
         ham_images = os.path.join(args.ham, "HAM10000_images_part_1")
         commands["ham_predict"] = [py, "lesions.py", "--mode", "predict", "--image", ham_images,
-                                   "--out", os.path.join(folder, "ham"), *common]
+                                   "--out", os.path.join(folder, "ham"), *tta, *common]
         commands["ham_score"] = [py, "lesions.py", "--mode", "evaluate",
                                  "--truth", os.path.join(args.ham, "HAM10000_segmentations_lesion_tschandl"),
                                  "--predictions", os.path.join(folder, "ham", "masks"),
@@ -166,10 +167,13 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join("logs", "ph2"))
     parser.add_argument("--only", default=",".join(METHODS), help="comma list of mrcnn, unet, otsu")
     parser.add_argument("--minutes", type=float, default=50.0, help="training budget per model (wall clock)")
-    parser.add_argument("--epochs", type=int, default=40, help="Mask R-CNN stage-1 epoch cap (100 steps each)")
+    parser.add_argument("--epochs", type=int, default=40, help="Mask R-CNN stage-1 epoch cap (100 steps each; stage 2 adds a quarter). "
+                             "The --minutes budget usually ends training first")
     parser.add_argument("--size", type=int, default=256, help="input size of both models")
     parser.add_argument("--augment", default="strong", choices=["default", "strong", "none"])
     parser.add_argument("--config", action="append", default=[], help="extra lesions.py --config KEY=VALUE")
+    parser.add_argument("--tta", action="store_true",
+                        help="Mask R-CNN: evaluate and predict with test-time flips (lesions.py --tta)")
     parser.add_argument("--threads", type=int, default=0, help="U-Net TF threads (0 = TF default)")
     parser.add_argument("--parallel", action="store_true",
                         help="train the U-Net at the same time as the Mask R-CNN (one core each)")
