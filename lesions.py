@@ -183,24 +183,11 @@ def make_config(args, mode, saved=None):
     if saved.get("CLASS_SCHEME") and args.classes and args.classes != saved["CLASS_SCHEME"] and mode != "train":
         raise UserError(f"--classes {args.classes}: the checkpoint was trained with "
                         f"--classes {saved['CLASS_SCHEME']}; leave --classes out or retrain")
-    fields = {}
-    for key in ARCHITECTURE_FIELDS:
-        if key in saved and hasattr(LesionConfig, key):
-            value = saved[key]
-            default = getattr(LesionConfig, key)
-            if isinstance(default, np.ndarray):
-                value = np.array(value)
-            elif isinstance(default, tuple) and isinstance(value, list):
-                value = tuple(value)
-            fields[key] = value
+    # The saved run's architecture; a field added after it was saved has
+    # Matterport's default, which is what the run was built with.
+    fields = LesionConfig.fields_from_dict(saved, ARCHITECTURE_FIELDS) if saved else {}
     if mode == "train" and not saved and not args.dataset:
         fields.update(DEMO_CONFIG)
-    if saved:
-        # An architecture field added after the run was saved has Matterport's
-        # default, which is what the run was built with.
-        for key in ARCHITECTURE_FIELDS:
-            if key not in saved and hasattr(Config, key):
-                fields[key] = getattr(Config, key)
     overrides = parse_overrides(args.config, LesionConfig)
     # Pretrained files hold Matterport's layers; LesionConfig's lighter choices
     # for these fields are for training from scratch.

@@ -236,6 +236,29 @@ class Config:
                 out[name] = value
         return out
 
+    @classmethod
+    def fields_from_dict(cls, data, names):
+        """Values for the fields ``names`` from a to_dict() dict (a run's config.json), typed like cls's.
+
+        JSON stores tuples and arrays as lists: they come back as the type of
+        cls's default. A name missing from data (a field added after the dict
+        was written) gets Matterport's default (Config's), which is what older
+        runs were built with. Names that are no field of cls are left out.
+        Returns {name: value}, ready for setattr or a Config subclass's overrides.
+        """
+        fields = {}
+        for name in names:
+            if name in data and hasattr(cls, name):
+                value, default = data[name], getattr(cls, name)
+                if isinstance(default, np.ndarray):
+                    value = np.array(value)
+                elif isinstance(default, tuple) and isinstance(value, list):
+                    value = tuple(value)
+                fields[name] = value
+            elif name not in data and hasattr(Config, name):
+                fields[name] = getattr(Config, name)
+        return fields
+
     def to_json(self):
         """The config as an indented JSON string."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)

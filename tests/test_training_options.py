@@ -215,3 +215,20 @@ def test_learning_rate_column_is_left_out_of_a_losses_csv_begun_without_it(tmp_p
     assert not _csv_header_has(str(path), "learning_rate")
     path.write_text("epoch,learning_rate,loss\n0,0.001,1.5\n")
     assert _csv_header_has(str(path), "learning_rate")
+
+
+def test_config_fields_from_a_saved_dict_come_back_typed_with_matterport_defaults_for_new_fields():
+    import json
+    from mrcnn.config import Config
+    from skinlesion import LesionConfig
+    saved = json.loads(LesionConfig(IMAGE_MAX_DIM=128, IMAGE_MIN_DIM=128).to_json())
+    del saved["NORM"]  # a run written before the field existed
+    fields = LesionConfig.fields_from_dict(saved, ("RPN_ANCHOR_SCALES", "MEAN_PIXEL", "IMAGE_MAX_DIM", "IMAGE_MIN_DIM", "NORM",
+                                                   "NOT_A_FIELD"))
+    assert fields["RPN_ANCHOR_SCALES"] == LesionConfig.RPN_ANCHOR_SCALES  # a tuple again, not a list
+    assert isinstance(fields["MEAN_PIXEL"], np.ndarray)
+    np.testing.assert_allclose(fields["MEAN_PIXEL"], LesionConfig.MEAN_PIXEL)
+    assert fields["IMAGE_MAX_DIM"] == 128 and fields["NORM"] == Config.NORM == "batch"
+    assert "NOT_A_FIELD" not in fields
+    rebuilt = LesionConfig(**fields)
+    assert rebuilt.IMAGE_SHAPE.tolist() == [128, 128, 3]
