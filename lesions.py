@@ -303,6 +303,8 @@ def cmd_train(args):
     epochs_all = args.epochs_all if args.epochs_all is not None else default_all
     augmentation = augmentation_for(args.augment)
     lr = config.LEARNING_RATE
+    from_scratch = weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED"))
+    one_stage = from_scratch and config.LEARNING_RATE_DECAY == "cosine"
     budgets = [None, None]
     if args.minutes is not None:
         if args.minutes <= 0:
@@ -311,11 +313,10 @@ def cmd_train(args):
         start = time.monotonic()
         share = epochs_heads / max(1, epochs_heads + epochs_all)
         budgets = [TimeBudget(start + 60 * args.minutes * share), TimeBudget(start + 60 * args.minutes)]
-        log.info("--minutes %g: stage 1 until %.1f min, stage 2 until %g min", args.minutes,
-                 args.minutes * share, args.minutes)
+        if not one_stage:
+            log.info("--minutes %g: stage 1 until %.1f min, stage 2 until %g min", args.minutes,
+                     args.minutes * share, args.minutes)
     callbacks = [[b] if b else None for b in budgets]
-    from_scratch = weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED"))
-    one_stage = from_scratch and config.LEARNING_RATE_DECAY == "cosine"
     try:
         if one_stage:
             # The cosine decay already ends at a low rate; a second stage at
@@ -326,27 +327,27 @@ def cmd_train(args):
             config.PRETRAINED = False
             model.train(train_set, val_set, lr, epochs_heads + epochs_all, "all", augmentation=augmentation,
                         custom_callbacks=callbacks[1])
-        elif from_scratch:
-            if weights_kind == "none":
-                log.info("--weights none: stage 1 (heads only) is skipped, a random backbone has nothing "
-                         "to keep; all layers train from the start, at LEARNING_RATE for %d epochs, "
-                         "then LEARNING_RATE/10 for %d", epochs_heads, epochs_all)
-            config.PRETRAINED = False
-            model.train(train_set, val_set, lr, epochs_heads, "all", augmentation=augmentation,
-                        custom_callbacks=callbacks[0])
         else:
-            config.PRETRAINED = True
-            log.info("stage 1: heads at LEARNING_RATE=%g up to epoch %d", lr, epochs_heads)
-            model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation,
-                        custom_callbacks=callbacks[0])
-        if one_stage:
-            pass
-        elif budgets[1] is not None and time.monotonic() >= budgets[1].deadline:
-            log.info("--minutes %g: no time left for stage 2", args.minutes)
-        else:
-            log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10, epochs_heads + epochs_all)
-            model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all",
-                        augmentation=augmentation, custom_callbacks=callbacks[1])
+            if from_scratch:
+                if weights_kind == "none":
+                    log.info("--weights none: stage 1 (heads only) is skipped, a random backbone has nothing "
+                             "to keep; all layers train from the start, at LEARNING_RATE for %d epochs, "
+                             "then LEARNING_RATE/10 for %d", epochs_heads, epochs_all)
+                config.PRETRAINED = False
+                model.train(train_set, val_set, lr, epochs_heads, "all", augmentation=augmentation,
+                            custom_callbacks=callbacks[0])
+            else:
+                config.PRETRAINED = True
+                log.info("stage 1: heads at LEARNING_RATE=%g up to epoch %d", lr, epochs_heads)
+                model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation,
+                            custom_callbacks=callbacks[0])
+            if budgets[1] is not None and time.monotonic() >= budgets[1].deadline:
+                log.info("--minutes %g: no time left for stage 2", args.minutes)
+            else:
+                log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10,
+                         epochs_heads + epochs_all)
+                model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all",
+                            augmentation=augmentation, custom_callbacks=callbacks[1])
     except KeyboardInterrupt:
         print(f"\ninterrupted: the epoch in progress was saved in {model.log_dir}; "
               f"resume with --weights last", file=sys.stderr)
