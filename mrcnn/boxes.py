@@ -129,6 +129,19 @@ def box_refinement(box, gt_box):
     return np.stack([dy, dx, dh, dw], axis=1)
 
 
+def scale_boxes(boxes, factor):
+    """Boxes grown (factor > 1) about their centres, clipped to the unit square.
+
+    boxes: float [N, 4] normalized. Returns: float [N, 4]. Graph twin:
+    box_graph.scale_boxes_graph (detection.DetectionBoxes uses it for the mask
+    head, unmold_detections this one to paste the masks back).
+    """
+    boxes = np.asarray(boxes, dtype=np.float32)
+    center = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+    half = (boxes[:, 2:] - boxes[:, :2]) * np.float32(0.5 * factor)
+    return np.clip(np.concatenate([center - half, center + half], axis=1), 0.0, 1.0)
+
+
 def norm_boxes(boxes, shape):
     """Pixel boxes -> normalized boxes.
 

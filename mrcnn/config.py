@@ -139,6 +139,11 @@ class Config:
     # Mask-head probability at or above which a pixel belongs to a detection's
     # mask when it is pasted back at full size (Matterport hard-codes 0.5).
     DETECTION_MASK_THRESHOLD = 0.5
+    # Inference: the mask head sees each detection's box grown by this factor
+    # about its centre (clipped to the image) and its mask is pasted into that
+    # box, so an outline can reach past a box that cut its object. 1.0 =
+    # Matterport (the detected box). Training is unchanged.
+    DETECTION_MASK_BOX_SCALE = 1.0
     CLASS_AGNOSTIC_BOXES = False
     CLASS_AGNOSTIC_MASKS = False
     # Image preprocessing before the mean pixel is subtracted, in training and
@@ -188,6 +193,9 @@ class Config:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
         if self.LEARNING_RATE_DECAY not in LEARNING_RATE_DECAYS:
             fail("LEARNING_RATE_DECAY", f"must be one of {LEARNING_RATE_DECAYS}, got {self.LEARNING_RATE_DECAY!r}")
+        if not 1.0 <= self.DETECTION_MASK_BOX_SCALE <= 3.0:
+            fail("DETECTION_MASK_BOX_SCALE", f"must be in [1, 3] (1 = the detected box), "
+                                             f"got {self.DETECTION_MASK_BOX_SCALE}")
         if not 0 < self.DETECTION_MASK_THRESHOLD < 1:
             fail("DETECTION_MASK_THRESHOLD", f"must be in (0, 1), got {self.DETECTION_MASK_THRESHOLD}")
         if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:

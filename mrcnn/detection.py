@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from .box_graph import apply_box_deltas_graph, clip_boxes_graph
+from .box_graph import apply_box_deltas_graph, clip_boxes_graph, scale_boxes_graph
 from .precision import Float32Layer
 
 
@@ -79,17 +79,30 @@ class DetectionLayer(Float32Layer):
 
 
 class DetectionBoxes(Float32Layer):
-    """detections [B, D, 6] -> boxes [B, K, 4] of the real detections only.
+    """detections [B, D, 6] -> boxes [B, K, 4] of the real detections only, for the mask head.
 
     K is the largest count of real (non-padding) detections in the batch, at
     least 1, so the mask head runs on what was found rather than on D padded
     slots (an image with one lesion costs one mask, not DETECTION_MAX_INSTANCES).
+    scale (Config.DETECTION_MASK_BOX_SCALE): boxes grown about their centres
+    and clipped to the image, so a mask can reach past a box that cut its
+    object; 1.0 (Matterport) leaves them as detected.
     """
+
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
 
     def call(self, detections):
         real = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)
         count = tf.maximum(tf.reduce_max(real), 1)
-        return detections[:, :count, :4]
+        boxes = detections[:, :count, :4]
+        return boxes if self.scale == 1.0 else scale_boxes_graph(boxes, self.scale)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale)
+        return config
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], None, 4)

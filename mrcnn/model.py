@@ -18,7 +18,7 @@ from keras import layers
 from . import anchors as anchors_lib
 from . import training as training_lib
 from .backbone import build_backbone
-from .boxes import denorm_boxes, norm_boxes
+from .boxes import denorm_boxes, norm_boxes, scale_boxes
 from .data import DataGenerator, build_rpn_targets, load_image_gt  # noqa: F401  (Matterport API)
 from .detection import DetectionBoxes, DetectionLayer, PadDetections
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
@@ -238,7 +238,7 @@ class MaskRCNN:
             rpn_rois, mrcnn_feature_maps, num_rois, config)
         detections, detection_probs = DetectionLayer(config, name="mrcnn_detection")(
             [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
-        detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+        detection_boxes = DetectionBoxes(config.DETECTION_MASK_BOX_SCALE, name="detection_boxes")(detections)
         mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, None, config)
         mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
         inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
@@ -434,17 +434,22 @@ class MaskRCNN:
         scores = detections[:count, 5]
         masks = mrcnn_mask[np.arange(count), :, :, class_ids]
         det_probs = probs[:count] if probs is not None else np.zeros((count, self.config.NUM_CLASSES))
+        # The mask head saw the boxes DetectionBoxes gave it (grown by
+        # DETECTION_MASK_BOX_SCALE): its masks are pasted back into those.
+        mask_boxes = boxes
+        if self.config.DETECTION_MASK_BOX_SCALE != 1.0:
+            mask_boxes = scale_boxes(boxes, self.config.DETECTION_MASK_BOX_SCALE)
         window = norm_boxes(np.array(window), image_shape[:2])
         wy1, wx1, wy2, wx2 = window
         shift = np.array([wy1, wx1, wy1, wx1])
         scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-        boxes = np.divide(boxes - shift, scale)
-        boxes = denorm_boxes(boxes, original_image_shape[:2])
+        boxes = denorm_boxes(np.divide(boxes - shift, scale), original_image_shape[:2])
+        mask_boxes = denorm_boxes(np.divide(mask_boxes - shift, scale), original_image_shape[:2])
         keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
-        boxes, class_ids, scores, masks, det_probs = (boxes[keep], class_ids[keep], scores[keep],
-                                                      masks[keep], det_probs[keep])
-        full_masks = [unmold_mask(masks[i], boxes[i], original_image_shape, self.config.DETECTION_MASK_THRESHOLD)
-                      for i in range(len(keep))]
+        boxes, mask_boxes, class_ids, scores, masks, det_probs = (
+            boxes[keep], mask_boxes[keep], class_ids[keep], scores[keep], masks[keep], det_probs[keep])
+        full_masks = [unmold_mask(masks[i], mask_boxes[i], original_image_shape,
+                                  self.config.DETECTION_MASK_THRESHOLD) for i in range(len(keep))]
         if full_masks:
             full_masks = np.stack(full_masks, axis=-1)
         else:

@@ -72,6 +72,44 @@ def test_overlaps_graph_matches_numpy():
     assert np.all(got[:, -1] == 0)
 
 
+def test_scale_boxes_graph_matches_numpy_and_stays_in_the_image():
+    rng = np.random.default_rng(3)
+    boxes = np.concatenate([random_boxes(rng, 30), [[0.0, 0.0, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]]]).astype(np.float32)
+    for factor in (1.0, 1.2, 2.0):
+        expected = B.scale_boxes(boxes, factor)
+        np.testing.assert_allclose(G.scale_boxes_graph(tf.constant(boxes), factor).numpy(), expected, atol=1e-6)
+        assert expected.min() >= 0 and expected.max() <= 1
+    np.testing.assert_allclose(B.scale_boxes(boxes, 1.0), boxes, atol=1e-7)
+    np.testing.assert_allclose(B.scale_boxes(boxes[-1:], 1.5), [[0.35, 0.35, 0.65, 0.65]], atol=1e-6)
+    np.testing.assert_allclose(B.scale_boxes(boxes[-2:-1], 1.5), [[0.0, 0.0, 1.0, 1.0]])  # clipped
+
+
+def test_masks_are_pasted_into_the_grown_boxes_the_mask_head_saw():
+    """DETECTION_MASK_BOX_SCALE: rois stay the detected boxes, masks fill the grown ones."""
+    from types import SimpleNamespace
+    from mrcnn.detection import DetectionBoxes
+    from mrcnn.model import MaskRCNN
+
+    detections = np.zeros((1, 4, 6), np.float32)
+    detections[0, 0] = [0.25, 0.25, 0.75, 0.75, 1, 0.9]
+    mask = np.ones((1, 4, 28, 28, 2), np.float32)  # the head says "all lesion" over its whole box
+    grown = DetectionBoxes(1.2)(tf.constant(detections)).numpy()
+    np.testing.assert_allclose(grown, [[[0.2, 0.2, 0.8, 0.8]]], atol=1e-6)
+    np.testing.assert_allclose(DetectionBoxes()(tf.constant(detections)).numpy(), detections[:, :1, :4])
+    areas = {}
+    for factor in (1.0, 1.2):
+        owner = SimpleNamespace(config=SimpleNamespace(DETECTION_MASK_BOX_SCALE=factor, NUM_CLASSES=2,
+                                                       DETECTION_MASK_THRESHOLD=0.5))
+        boxes, class_ids, _, masks, _ = MaskRCNN.unmold_detections(
+            owner, detections[0], mask[0], (100, 100, 3), (100, 100, 3), (0, 0, 100, 100))
+        assert boxes.tolist() == [[25, 25, 75, 75]] and class_ids.tolist() == [1]
+        areas[factor] = int(masks[..., 0].sum())
+        rows, cols = np.where(masks[..., 0])
+        areas[f"{factor} extent"] = (rows.min(), rows.max(), cols.min(), cols.max())
+    assert areas[1.0] == 50 * 50 and areas["1.0 extent"] == (25, 74, 25, 74)
+    assert areas[1.2] == 60 * 60 and areas["1.2 extent"] == (20, 79, 20, 79)
+
+
 # ----------------------------------------------------------- ProposalLayer
 
 def proposals_reference(probs, deltas, anchors, count, nms_threshold, pre_nms_limit, std):

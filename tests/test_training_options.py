@@ -232,3 +232,10 @@ def test_config_fields_from_a_saved_dict_come_back_typed_with_matterport_default
     assert "NOT_A_FIELD" not in fields
     rebuilt = LesionConfig(**fields)
     assert rebuilt.IMAGE_SHAPE.tolist() == [128, 128, 3]
+
+
+def test_mask_box_scale_is_validated():
+    class Bad(ShapesConfig):
+        DETECTION_MASK_BOX_SCALE = 0.8
+    with pytest.raises(ConfigError, match="DETECTION_MASK_BOX_SCALE"):
+        Bad()
