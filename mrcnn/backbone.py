@@ -4,6 +4,7 @@ Layer names (conv1, bn_conv1, res2a_branch2a, bn2a_branch2a, ..., fpn_c5p5,
 fpn_p2 ...) match Matterport's so a ``mask_rcnn_coco.h5`` loads by name.
 """
 import keras
+import tensorflow as tf
 from keras import layers
 
 
@@ -20,10 +21,46 @@ def norm_layer(name, momentum=0.99, kind="batch"):
     "Group Normalization", 2018). Works on [..., C] tensors of any rank.
     """
     if kind == "batch":
-        return layers.BatchNormalization(name=name, momentum=momentum)
+        return FusedBatchNorm(name=name, momentum=momentum)
     if kind == "group":
         return _GroupNorm(name=name)
     raise ValueError(f"NORM: unknown normalization {kind!r}; use one of {NORMS}")
+
+
+class FusedBatchNorm(layers.BatchNormalization):
+    """keras BatchNormalization computed by TensorFlow's fused kernel; same weights, names and results.
+
+    Keras 3 normalizes with separate moments / scale / shift ops in float32
+    (bfloat16 activations are cast up and back), so a training step walks
+    each activation tensor several times forward and again backward; the
+    fused op (FusedBatchNormV3, oneDNN on CPU) does one pass each way and
+    reads bfloat16 directly. Moving statistics follow Keras' rule (biased
+    batch variance). Inputs of another rank than 4, or with a mask, use
+    Keras' own path. x: [B, H, W, C] -> [B, H, W, C] in the compute dtype.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) \
+                or not (self.scale and self.center):
+            return super().call(inputs, training=training, mask=mask)
+        x = inputs if inputs.dtype in (tf.float32, tf.bfloat16) else tf.cast(inputs, tf.float32)
+        gamma = tf.cast(self.gamma, tf.float32)
+        beta = tf.cast(self.beta, tf.float32)
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True, data_format="NHWC")
+            # The kernel returns the unbiased (n - 1) batch variance; Keras keeps the biased one.
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+            variance = variance * tf.maximum(count - 1.0, 1.0) / tf.maximum(count, 1.0)
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
+                is_training=False, data_format="NHWC")
+        return tf.cast(y, self.compute_dtype)
 
 
 class _GroupNorm(layers.GroupNormalization):

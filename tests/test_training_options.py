@@ -239,3 +239,34 @@ def test_mask_box_scale_is_validated():
         DETECTION_MASK_BOX_SCALE = 0.8
     with pytest.raises(ConfigError, match="DETECTION_MASK_BOX_SCALE"):
         Bad()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_matches_keras_batch_norm(dtype):
+    """Same outputs, gradients and moving statistics as keras' BatchNormalization, in both precisions."""
+    import keras
+    import tensorflow as tf
+    from mrcnn.backbone import FusedBatchNorm
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3.0, 2.0, (2, 6, 5, 8)).astype(np.float32))
+    ours, reference = FusedBatchNorm(momentum=0.9, dtype=dtype), layers.BatchNormalization(momentum=0.9, dtype=dtype)
+    for layer in (ours, reference):
+        layer.build(x.shape)
+        layer.gamma.assign(rng.uniform(0.5, 1.5, 8).astype(np.float32))
+        layer.beta.assign(np.linspace(-1, 1, 8).astype(np.float32))
+    reference.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.range(8, dtype=tf.float32))
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    tol = 1e-4 if dtype == "float32" else 3e-2
+    for got, want in zip(*results):
+        np.testing.assert_allclose(np.asarray(tf.cast(got, tf.float32)), np.asarray(tf.cast(want, tf.float32)),
+                                   rtol=tol, atol=tol)
+    assert results[0][0].dtype == (tf.float32 if dtype == "float32" else tf.bfloat16)
+    assert [w.name for w in ours.weights] == [w.name for w in reference.weights]
+    assert isinstance(ours, keras.layers.BatchNormalization)  # TRAIN_BN and weight loading see a BatchNormalization
