@@ -67,14 +67,15 @@ def mrcnn_commands(args, folder):
              "--minutes", str(args.minutes), "--augment", args.augment,
              "--config", f"IMAGE_MAX_DIM={args.size}", "--config", f"IMAGE_MIN_DIM={args.size}",
              *sum((["--config", c] for c in args.config), []), *common]
-    tta = ["--tta"] if args.tta else []
+    inference = ["--tta"] if args.tta else []
+    inference += sum((["--config", c] for c in args.eval_config), [])
     evaluate = [py, "lesions.py", "--mode", "evaluate", *data, "--subset", "test",
-                "--out", os.path.join(folder, "test"), *tta, *common]
+                "--out", os.path.join(folder, "test"), *inference, *common]
     commands = {"train": train, "evaluate": evaluate}
     if args.ham and os.path.isdir(args.ham):
         ham_images = os.path.join(args.ham, "HAM10000_images_part_1")
         commands["ham_predict"] = [py, "lesions.py", "--mode", "predict", "--image", ham_images,
-                                   "--out", os.path.join(folder, "ham"), *tta, *common]
+                                   "--out", os.path.join(folder, "ham"), *inference, *common]
         commands["ham_score"] = [py, "lesions.py", "--mode", "evaluate",
                                  "--truth", os.path.join(args.ham, "HAM10000_segmentations_lesion_tschandl"),
                                  "--predictions", os.path.join(folder, "ham", "masks"),
@@ -172,6 +173,9 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=256, help="input size of both models")
     parser.add_argument("--augment", default="strong", choices=["default", "strong", "none"])
     parser.add_argument("--config", action="append", default=[], help="extra lesions.py --config KEY=VALUE")
+    parser.add_argument("--eval-config", action="append", default=[],
+                        help="lesions.py --config KEY=VALUE for evaluate and predict only (inference "
+                             "settings such as DETECTION_MASK_BOX_SCALE, which are not stored with the run)")
     parser.add_argument("--tta", action="store_true",
                         help="Mask R-CNN: evaluate and predict with test-time flips (lesions.py --tta)")
     parser.add_argument("--threads", type=int, default=0, help="U-Net TF threads (0 = TF default)")
