@@ -63,8 +63,65 @@ class FusedBatchNorm(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+def group_norm(x, gamma, beta, groups, epsilon):
+    """Group normalization of NHWC activations with a hand-written gradient.
+
+    x: [B, H, W, C] float32 or bfloat16; gamma, beta: [C] float32; C divisible
+    by groups. Statistics per image and group over (H, W, C / groups), in
+    float32, the variance as E[x^2] - E[x]^2 (one pass; exact enough unless a
+    group's mean is thousands of times its spread, which normalized
+    activations are not). Same result as keras' GroupNormalization, at about half the cost
+    forward+backward on CPU: the sums run over the contiguous channel axis
+    first (TF reduces a strided axis set several times slower) and the
+    gradient is three reductions and one fused expression, not autodiff's
+    chain of broadcasts. Returns: [B, H, W, C] in x's dtype.
+    """
+    shape = tf.shape(x)
+    channels = x.shape[-1]
+    per_group = channels // groups
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        x4 = tf.reshape(tf.cast(x, tf.float32), [shape[0], -1, groups, per_group])  # [B, N, G, c]
+        count = tf.cast(tf.shape(x4)[1] * per_group, tf.float32)
+
+        def group_sum(t):  # [B, N, G, c] -> [B, 1, G, 1]
+            return tf.reduce_sum(tf.reduce_sum(t, 3, keepdims=True), 1, keepdims=True)
+
+        mean = group_sum(x4) / count
+        variance = tf.maximum(group_sum(tf.square(x4)) / count - tf.square(mean), 0.0)
+        inv = tf.math.rsqrt(variance + epsilon)  # [B, 1, G, 1]
+        gamma4 = tf.reshape(gamma, [1, 1, groups, per_group])
+        scale = inv * gamma4  # [B, 1, G, c]
+        y = tf.reshape(x4 * scale + (tf.reshape(beta, [1, 1, groups, per_group]) - mean * scale), shape)
+
+        def grad(dy):
+            dy4 = tf.reshape(tf.cast(dy, tf.float32), tf.shape(x4))
+            dy_sum = tf.reduce_sum(dy4, 1, keepdims=True)  # [B, 1, G, c]
+            dy_x_sum = tf.reduce_sum(dy4 * x4, 1, keepdims=True)
+            dy_xhat_sum = inv * (dy_x_sum - mean * dy_sum)  # sum over N of dy * xhat, [B, 1, G, c]
+            d_beta = tf.reshape(tf.reduce_sum(dy_sum, [0, 1]), [channels])
+            d_gamma = tf.reshape(tf.reduce_sum(dy_xhat_sum, [0, 1]), [channels])
+            # dx = inv * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, means over (N, c):
+            # written as dy * scale + x * p + q with p, q per image and group.
+            s1 = tf.reduce_sum(gamma4 * dy_sum, 3, keepdims=True)  # [B, 1, G, 1]
+            s2 = tf.reduce_sum(gamma4 * dy_xhat_sum, 3, keepdims=True)
+            p = -inv * inv * s2 / count
+            q = -inv * s1 / count - mean * p
+            dx = tf.reshape(dy4 * scale + (x4 * p + q), shape)
+            return tf.cast(dx, x.dtype), d_gamma, d_beta
+
+        return tf.cast(y, x.dtype), grad
+
+    return normalize(x, tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32))
+
+
 class _GroupNorm(layers.GroupNormalization):
-    """GroupNormalization that picks its group count from the channel count at build time."""
+    """GroupNormalization that picks its group count from the channel count at build time.
+
+    4-D NHWC inputs use group_norm (same result, about half the time);
+    other ranks keras' own implementation.
+    """
 
     def __init__(self, groups=32, **kwargs):
         super().__init__(groups=groups, epsilon=1e-5, **kwargs)
@@ -76,6 +133,11 @@ class _GroupNorm(layers.GroupNormalization):
             groups -= 1
         self.groups = groups
         super().build(input_shape)
+
+    def call(self, inputs):
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center):
+            return super().call(inputs)
+        return tf.cast(group_norm(inputs, self.gamma, self.beta, self.groups, self.epsilon), self.compute_dtype)
 
 
 def _bottleneck_branch(x, kernel_size, filters, stage, block, strides, use_bias, bn_momentum, norm):

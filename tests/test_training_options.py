@@ -270,3 +270,33 @@ def test_fused_batch_norm_matches_keras_batch_norm(dtype):
     assert results[0][0].dtype == (tf.float32 if dtype == "float32" else tf.bfloat16)
     assert [w.name for w in ours.weights] == [w.name for w in reference.weights]
     assert isinstance(ours, keras.layers.BatchNormalization)  # TRAIN_BN and weight loading see a BatchNormalization
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_group_norm_matches_keras_group_normalization(dtype):
+    """The hand-written gradient: outputs, input and weight gradients as keras' GroupNormalization's."""
+    import tensorflow as tf
+    from mrcnn.backbone import _GroupNorm
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(2.0, 3.0, (3, 5, 4, 48)).astype(np.float32))
+    x = tf.cast(x, tf.bfloat16) if dtype != "float32" else x
+    ours = _GroupNorm(dtype=dtype, name="ours")
+    reference = layers.GroupNormalization(groups=24, epsilon=1e-5, dtype=dtype, name="reference")
+    ours.build(x.shape)
+    reference.build(x.shape)
+    ours.gamma.assign(rng.uniform(0.5, 1.5, 48).astype(np.float32))
+    ours.beta.assign(rng.uniform(-1, 1, 48).astype(np.float32))
+    reference.set_weights(ours.get_weights())
+    weights = tf.constant(rng.normal(size=x.shape).astype(np.float32))
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+        results.append([y, *tape.gradient(loss, [x, layer.gamma, layer.beta])])
+    assert ours.groups == 24 and results[0][0].dtype == results[1][0].dtype
+    tol = 1e-4 if dtype == "float32" else 2e-2
+    for got, want in zip(*results):
+        got, want = np.asarray(tf.cast(got, tf.float32)), np.asarray(tf.cast(want, tf.float32))
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
