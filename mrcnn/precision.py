@@ -20,7 +20,11 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 @contextlib.contextmanager
 def compute_dtype_scope(compute_dtype):
-    """Layers created inside use the policy for compute_dtype ("float32" or "bfloat16")."""
+    """Layers created inside use the policy for compute_dtype ("float32" or "bfloat16").
+
+    It sets Keras' process-wide dtype policy for the duration (Keras has no
+    per-thread one): do not build two models in different threads at once.
+    """
     if compute_dtype not in _POLICIES:
         raise ValueError(f"Config.COMPUTE_DTYPE: must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
     previous = keras.config.dtype_policy()
