@@ -44,22 +44,20 @@ class FusedBatchNorm(layers.BatchNormalization):
                 or not (self.scale and self.center):
             return super().call(inputs, training=training, mask=mask)
         x = inputs if inputs.dtype in (tf.float32, tf.bfloat16) else tf.cast(inputs, tf.float32)
-        gamma = tf.cast(self.gamma, tf.float32)
-        beta = tf.cast(self.beta, tf.float32)
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, epsilon=self.epsilon, is_training=True, data_format="NHWC")
+        batch_statistics = bool(training and self.trainable)
+        # In training the kernel computes the batch statistics (mean and variance given empty).
+        given = ([], []) if batch_statistics else (self.moving_mean, self.moving_variance)
+        y, mean, variance = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32),
+            mean=tf.cast(given[0], tf.float32), variance=tf.cast(given[1], tf.float32),
+            epsilon=self.epsilon, data_format="NHWC", is_training=batch_statistics)[:3]
+        if batch_statistics:
             # The kernel returns the unbiased (n - 1) batch variance; Keras keeps the biased one.
             count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
             variance = variance * tf.maximum(count - 1.0, 1.0) / tf.maximum(count, 1.0)
             momentum = self.momentum
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
             self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-                is_training=False, data_format="NHWC")
         return tf.cast(y, self.compute_dtype)
 
 

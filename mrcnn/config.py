@@ -199,7 +199,7 @@ class Config:
         if not 0 < self.DETECTION_MASK_THRESHOLD < 1:
             fail("DETECTION_MASK_THRESHOLD", f"must be in (0, 1), got {self.DETECTION_MASK_THRESHOLD}")
         if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:
-            fail("COMPUTE_DTYPE", f"must be 'float32' or 'bfloat16', got {self.COMPUTE_DTYPE!r}")
+            fail("COMPUTE_DTYPE", f"must be one of {COMPUTE_DTYPES}, got {self.COMPUTE_DTYPE!r}")
         if self.PREPROCESS not in ("none", "shades_of_grey"):
             fail("PREPROCESS", f"must be 'none' or 'shades_of_grey', got {self.PREPROCESS!r}")
         if self.NORM not in ("batch", "group"):

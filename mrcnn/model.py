@@ -443,8 +443,11 @@ class MaskRCNN:
         wy1, wx1, wy2, wx2 = window
         shift = np.array([wy1, wx1, wy1, wx1])
         scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-        boxes = denorm_boxes(np.divide(boxes - shift, scale), original_image_shape[:2])
-        mask_boxes = denorm_boxes(np.divide(mask_boxes - shift, scale), original_image_shape[:2])
+
+        def to_original(normalized):  # molded-image normalized boxes -> original-image pixels
+            return denorm_boxes(np.divide(normalized - shift, scale), original_image_shape[:2])
+
+        boxes, mask_boxes = to_original(boxes), to_original(mask_boxes)
         keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
         boxes, mask_boxes, class_ids, scores, masks, det_probs = (
             boxes[keep], mask_boxes[keep], class_ids[keep], scores[keep], masks[keep], det_probs[keep])

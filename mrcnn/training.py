@@ -104,31 +104,28 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"rate": self.rate, "steps": self.steps}
 
 
-class CosineDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then cosine decay from ``rate`` to ``rate * floor`` as training progresses.
+class CosineDecaySchedule(WarmupSchedule):
+    """WarmupSchedule's warm-up, then cosine decay from ``rate`` to ``rate * floor`` as training progresses.
 
     Progress (0 at the start of a train() call, 1 at its end) is a variable
     that DecayProgress advances each step, so the decay can follow whichever
     ends a run first: the step count or a wall-clock budget.
-    rate * min(1, (step + 1) / warmup) * (floor + (1 - floor) * (1 + cos(pi * progress)) / 2).
+    warm-up(step) * (floor + (1 - floor) * (1 + cos(pi * progress)) / 2).
 
     step: scalar int (the optimizer's iteration count). Returns: scalar float32.
     """
 
     def __init__(self, rate, warmup_steps, floor=0.01):
-        self.rate = float(rate)
-        self.steps = int(warmup_steps)
+        super().__init__(rate, warmup_steps)
         self.floor = float(floor)
         self.progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="lr_decay_progress")
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = tf.minimum(1.0, (step + 1.0) / float(max(1, self.steps)))
         cosine = 0.5 * (1.0 + tf.cos(math.pi * tf.clip_by_value(self.progress, 0.0, 1.0)))
-        return self.rate * warm * (self.floor + (1.0 - self.floor) * cosine)
+        return super().__call__(step) * (self.floor + (1.0 - self.floor) * cosine)
 
     def get_config(self):
-        return {"rate": self.rate, "warmup_steps": self.steps, "floor": self.floor}
+        return {**super().get_config(), "floor": self.floor}
 
 
 class DecayProgress(keras.callbacks.Callback):
