@@ -20,7 +20,8 @@ $(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
 
 install: $(VENV)/.runtime-installed
 
-# Train the offline synthetic demo (lesions.py with no --dataset: 192 px, 800 steps), predict on samples/, evaluate on new synthetic images.
+# Train the offline synthetic demo (lesions.py with no --dataset: 192 px, at most 800 steps or 10 minutes of
+# training, the rate decaying to the end of either), predict on samples/, evaluate on new synthetic images.
 demo: $(VENV)/.runtime-installed
 	$(PY) lesions.py --mode train --logs logs
 	$(PY) lesions.py --mode predict --image samples --logs logs --out logs/demo_predictions

@@ -164,14 +164,18 @@ ARCHITECTURE_FIELDS = (
 
 
 # The demo: `lesions.py --mode train` with no --dataset trains on the built-in
-# synthetic set at 192 px, which on 2 cores fits 800 steps in under 15 minutes
-# (README "Measured results"); --config and --epochs-* still override.
+# synthetic set at 192 px for at most DEMO_EPOCHS (800 steps) or DEMO_MINUTES of
+# wall clock, whichever ends first, with the rate decaying (cosine) to the end of
+# either, so a slow 2-core machine still finishes `make demo` in about 15
+# minutes (README "Measured results"); --config, --epochs-* and --minutes override.
 # Fields whose Matterport value a pretrained file needs: batch norm (coco and
 # imagenet hold its statistics) and the 512-channel RPN conv (coco).
 PRETRAINED_FIELDS = {"coco": ("NORM", "RPN_CONV_CHANNELS"), "imagenet": ("NORM",)}
 
-DEMO_CONFIG = {"IMAGE_MIN_DIM": 192, "IMAGE_MAX_DIM": 192, "RPN_ANCHOR_SCALES": (24, 48, 96, 144, 192)}
+DEMO_CONFIG = {"IMAGE_MIN_DIM": 192, "IMAGE_MAX_DIM": 192, "RPN_ANCHOR_SCALES": (24, 48, 96, 144, 192),
+               "LEARNING_RATE_DECAY": "cosine"}
 DEMO_EPOCHS = (6, 2)
+DEMO_MINUTES = 10.0
 
 
 def make_config(args, mode, saved=None):
@@ -303,6 +307,10 @@ def cmd_train(args):
     epochs_all = args.epochs_all if args.epochs_all is not None else default_all
     augmentation = augmentation_for(args.augment)
     lr = config.LEARNING_RATE
+    if args.minutes is None and not args.dataset and not saved:
+        args.minutes = DEMO_MINUTES
+        log.info("demo: training for at most %d epochs or %g minutes, whichever ends first (--minutes to change)",
+                 epochs_heads + epochs_all, DEMO_MINUTES)
     from_scratch = weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED"))
     one_stage = from_scratch and config.LEARNING_RATE_DECAY == "cosine"
     budgets = [None, None]
@@ -500,6 +508,9 @@ def cmd_investigate(args):
 # ---------------------------------------------------------------------- main
 def main(argv=None):
     args = parse_args(argv)
+    # Before anything imports TensorFlow: oneDNN per mode, the allocator (mrcnn.runtime).
+    from mrcnn import runtime
+    runtime.configure(args.mode)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     if args.mode not in MODES:

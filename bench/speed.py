@@ -13,11 +13,20 @@ Measures (each phase in its own subprocess, so its peak resident memory is its o
             "lesion" settings (LesionConfig: 100 proposals, 4 detections, FPN 128, FC 256)
   train     one compiled training step, batch 2 at 512 px, 200 ROIs/image, 2000 proposals,
             all layers and batch-norm trainable (as the peer), fixed batch from DataGenerator
+  train lesion  the same isolated step with LesionConfig at 256 px (batch 2, its Adam), the model
+            `lesions.py --mode train` builds
+  train_e2e `lesions.py --mode train` itself on a real layout (PH2 from ../shared/data when present,
+            else a synthetic folder) for 2 epochs of --e2e-steps steps: seconds per step of the second
+            epoch (EpochSummary's figure), beside the isolated LesionConfig step
   predict   skinlesion.inference.Predictor.run() over 50 ISIC-sized JPEGs (3008x2000, q90):
             decode, resize, detect, mask + overlay writing; images/s and CPU cores busy
   profile   (--profile) cumulative sub-graphs of the 512 px detect graph, plus mold / unmold
   peer      /work/shared/bench/peer_torchvision.py --size S in the peer's interpreter
 
+Every phase runs in the default configuration unless told otherwise: COMPUTE_DTYPE "auto" and
+the oneDNN / allocator choices of mrcnn.runtime for its mode (train phases "train", the others
+"predict"); the "_bf16" rows force bfloat16. Each row records the CPU, its flags, whether oneDNN
+was on, the precision used and the share of its CPU time spent in the kernel (system time).
 All weights are random; timings are medians after warm-up. DETECTION_MIN_CONFIDENCE is 0 in
 the graph (as `lesions.py --mode predict` runs it) and the random classifier is biased to
 foreground (favour_foreground), so the mask head works on the full DETECTION_MAX_INSTANCES like
@@ -37,17 +46,20 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEER_SCRIPT = "/work/shared/bench/peer_torchvision.py"
+PEER_SCRIPT = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peer_torchvision.py"))
+SHARED_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
 RESULT_TAG = "BENCH_RESULT "
 PREDICT_IMAGES = 50
 ISIC_SIZE = (2000, 3008)  # (H, W) of a typical ISIC 2017/2018 image
 
 
 # --------------------------------------------------------------------------- child side
-def _setup_child():
+def _setup_child(mode="predict"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
+    from mrcnn import runtime
+    runtime.configure(mode)  # before TensorFlow is imported, as lesions.py does
     import logging
     logging.basicConfig(level=logging.WARNING)
     import keras
@@ -123,6 +135,14 @@ def make_config(spec):
     return config
 
 
+def _runtime_row(config):
+    """What the phase ran with: CPU, flags, oneDNN, precision (mrcnn.runtime)."""
+    from mrcnn import runtime
+    row = runtime.describe()
+    row["compute_dtype"] = runtime.resolve_compute_dtype(config.COMPUTE_DTYPE)
+    return row
+
+
 def favour_foreground(model, margin=4.0):
     """Shift the random classifier's foreground logits up so every ROI scores as a lesion.
 
@@ -172,7 +192,7 @@ def phase_detect(spec):
     median, times, cores = _timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
     return {"s_per_image": round(median, 4), "times": times, "cores_busy": cores,
             "build_s": round(build_s, 2), "first_call_s": round(first_s, 2),
-            "detections": int(len(result["scores"])),
+            "detections": int(len(result["scores"])), "runtime": _runtime_row(config),
             "settings": {k: getattr(config, k) for k in (
                 "BACKBONE", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "DETECTION_MAX_INSTANCES",
                 "DETECTION_MIN_CONFIDENCE", "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE",
@@ -209,16 +229,24 @@ def phase_train(spec):
     from mrcnn.model import LAYER_REGEX, MaskRCNN
     from mrcnn.training import MaskRCNNTrainer
     size = spec["size"]
-    config = matterport_config(size, images_per_gpu=2)
+    if spec["config"].startswith("lesion"):
+        # The model lesions.py --mode train builds (LesionConfig: Adam, group norm, batch 2).
+        from skinlesion import LesionConfig
+        config = LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, WORKERS=1)
+        optimizer = keras.optimizers.Adam(learning_rate=config.LEARNING_RATE, beta_1=config.LEARNING_MOMENTUM,
+                                          clipnorm=config.GRADIENT_CLIP_NORM)
+    else:
+        config = matterport_config(size, images_per_gpu=2)
+        config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
+        optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=config.LEARNING_MOMENTUM,
+                                         clipnorm=config.GRADIENT_CLIP_NORM)
     if spec["config"].endswith(BF16):
         config.COMPUTE_DTYPE = "bfloat16"
-    config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
     t0 = time.perf_counter()
     model = MaskRCNN("training", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
     model.set_trainable(LAYER_REGEX["all"])
     trainer = MaskRCNNTrainer(model.keras_model, config)
-    trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-3, momentum=config.LEARNING_MOMENTUM,
-                                                   clipnorm=config.GRADIENT_CLIP_NORM))
+    trainer.compile(optimizer=optimizer)
     build_s = time.perf_counter() - t0
     generator = DataGenerator(_synthetic_dataset(size, config.BATCH_SIZE), config, shuffle=False, workers=1)
     batch = {k: tf.constant(v) for k, v in generator[0].items()}
@@ -230,10 +258,52 @@ def phase_train(spec):
     return {"s_per_step": round(median, 4), "times": times, "cores_busy": cores,
             "build_s": round(build_s, 2), "first_step_s": round(first_s, 2),
             "loss_finite": bool(np.isfinite(float(logs["loss"]))),
+            "runtime": _runtime_row(config),
             "settings": {"batch": config.BATCH_SIZE, "TRAIN_ROIS_PER_IMAGE": config.TRAIN_ROIS_PER_IMAGE,
                          "POST_NMS_ROIS_TRAINING": config.POST_NMS_ROIS_TRAINING, "layers": "all",
-                         "TRAIN_BN": True, "optimizer": "SGD(1e-3, momentum 0.9)",
+                         "TRAIN_BN": config.TRAIN_BN, "optimizer": type(optimizer).__name__,
                          "COMPUTE_DTYPE": config.COMPUTE_DTYPE}}
+
+
+def e2e_dataset(cache_dir):
+    """(--dataset folder, --classes) for the end-to-end row: real PH2 when present, else synthetic."""
+    ph2 = os.path.join(SHARED_DATA, "PH2Dataset")
+    if os.path.isdir(os.path.join(ph2, "PH2 Dataset images")):
+        return ph2, "ph2"
+    from skinlesion import synthetic
+    folder = os.path.join(cache_dir, "e2e_folder_256")
+    if not os.path.exists(os.path.join(folder, ".complete")):
+        synthetic.write_folder(folder, 60, size=(256, 256), seed=11, scheme="lesion")
+        open(os.path.join(folder, ".complete"), "w").close()
+    return folder, "lesion"
+
+
+def phase_train_e2e(spec):
+    """lesions.py --mode train in a child process for 2 epochs; seconds per step of the second."""
+    import re
+    dataset, classes = e2e_dataset(spec["cache_dir"])
+    logs = tempfile.mkdtemp(prefix="bench_e2e_")
+    steps = int(spec["steps"])
+    cmd = [sys.executable, os.path.join(ROOT, "lesions.py"), "--mode", "train", "--dataset", dataset,
+           "--classes", classes, "--logs", logs, "--epochs-heads", "2", "--epochs-all", "0",
+           "--config", f"STEPS_PER_EPOCH={steps}", "--config", "VALIDATION_STEPS=0",
+           "--config", "LEARNING_RATE_DECAY=cosine", "--config", f"IMAGE_MAX_DIM={spec['size']}",
+           "--config", f"IMAGE_MIN_DIM={spec['size']}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    found = re.findall(r"epoch (\d+) \((\d+) steps, ([0-9.]+) s/step\)", proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"lesions.py exited {proc.returncode}: {proc.stderr[-2000:]}")
+    per_epoch = [float(f[2]) for f in found]
+    runtime_json = None
+    for root, _, files in os.walk(logs):
+        if "runtime.json" in files:
+            with open(os.path.join(root, "runtime.json")) as f:
+                runtime_json = json.load(f)
+    return {"s_per_step": per_epoch[-1], "per_epoch_s_per_step": per_epoch, "steps_per_epoch": steps,
+            "dataset": dataset, "classes": classes, "wall_s": round(wall, 1), "runtime": runtime_json,
+            "command": " ".join(cmd[1:])}
 
 
 def isic_folder(cache_dir, count=PREDICT_IMAGES):
@@ -366,11 +436,11 @@ def phase_profile(spec):
 
 
 PHASES = {"backbone": phase_backbone, "detect": phase_detect, "train": phase_train,
-          "predict": phase_predict, "profile": phase_profile}
+          "train_e2e": phase_train_e2e, "predict": phase_predict, "profile": phase_profile}
 
 
 def run_phase(spec):
-    _setup_child()
+    _setup_child("train" if spec["phase"].startswith("train") else "predict")
     t0 = time.perf_counter()
     result = PHASES[spec["phase"]](spec)
     result["phase_wall_s"] = round(time.perf_counter() - t0, 1)
@@ -396,7 +466,9 @@ def run_child(cmd, timeout, log_path):
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
-        cores = (usage.ru_utime + usage.ru_stime) / max(wall, 1e-9)
+        cpu = usage.ru_utime + usage.ru_stime
+        cores = cpu / max(wall, 1e-9)
+        run_child.system_share = round(usage.ru_stime / cpu, 3) if cpu else None
         return out, proc.returncode, usage.ru_maxrss / 1024.0, wall, cores
 
 
@@ -436,6 +508,10 @@ def plan(args):
         phases.append({"phase": "train", "config": "matterport", "size": 512})
         if args.bf16:
             phases.append({"phase": "train", "config": "matterport" + BF16, "size": 512})
+        phases.append({"phase": "train", "config": "lesion", "size": 256})
+        if args.e2e_steps:
+            phases.append({"phase": "train_e2e", "config": "lesion", "size": 256, "steps": args.e2e_steps,
+                           "cache_dir": args.cache_dir})
     if args.peer_python:
         phases += [{"phase": "peer", "size": s} for s in args.peer_sizes]
     if not args.skip_predict:
@@ -471,6 +547,8 @@ def summarise(results, args):
     floor = {s: val("backbone", "s_per_image", "matterport", s) for s in args.sizes}
     lesion_floor = {s: val("backbone", "s_per_image", "lesion", s) for s in args.sizes if s <= 512}
     train = val("train", "s_per_step", "matterport")
+    lesion_train = val("train", "s_per_step", "lesion")
+    e2e_train = val("train_e2e", "s_per_step")
     bf16 = {"detect": val("detect", "s_per_image", "matterport" + BF16, 512),
             "lesion_detect": val("detect", "s_per_image", "lesion" + BF16, 512),
             "floor": val("backbone", "s_per_image", "matterport" + BF16, 512),
@@ -526,6 +604,8 @@ def summarise(results, args):
         dict(target("  same, lesion settings", ratio(lesion_detect.get(512), lesion_floor.get(512)), 1.5),
              ideal=flop_ratio("lesion")),
         target(f"cost growth {lo}->{hi} / pixel growth", growth, 1.0),
+        # steps/s of lesions.py --mode train over steps/s of the isolated step = isolated s / e2e s.
+        target("lesions.py train / isolated step (steps/s)", ratio(lesion_train, e2e_train), 0.9, above=True),
     ]
     if args.bf16:
         targets += [
@@ -542,7 +622,9 @@ def summarise(results, args):
     summary = {"detect_s_per_image": {"matterport": ours_detect, "lesion": lesion_detect, "peer": peer_detect},
                "bf16_512": bf16,
                "backbone_fpn_s_per_image": floor, "lesion_backbone_fpn_s_per_image": lesion_floor,
-               "gmac_512": budgets, "train_s_per_step": {"ours": train, "peer": peer_train},
+               "gmac_512": budgets, "train_s_per_step": {"ours": train, "peer": peer_train,
+                                                         "lesion_isolated_256": lesion_train,
+                                                         "lesion_e2e_256": e2e_train},
                "lesion_over_matterport": {s: ratio(lesion_detect.get(s), ours_detect.get(s)) for s in lesion_detect},
                "peer_cost_growth": peer_growth,
                "predict": {k: val("predict", k) for k in ("images_per_s", "cores_busy", "detect_busy_fraction",
@@ -560,9 +642,30 @@ def fmt(value, digits=3):
     return str(value)
 
 
+def print_machine(results):
+    """CPU, flags, oneDNN state and precision of the phases (from their runtime rows)."""
+    rows = [r.get("runtime") for r in results if r.get("runtime")]
+    if not rows:
+        return
+    first = rows[0]
+    print(f"\nCPU: {first['cpu']} ({os.cpu_count()} cores); flags: {' '.join(first['flags']) or '-'}")
+    seen = {}
+    for r in results:
+        rt = r.get("runtime")
+        if rt:
+            key = (r["phase"], "on" if rt["onednn"] else "off", rt["onednn_source"], rt.get("compute_dtype"),
+                   rt.get("malloc_tuned"))
+            seen.setdefault(key, []).append(f"{r.get('config', '')} {r['size']}")
+    for (phase, onednn, source, dtype, malloc), which in seen.items():
+        print(f"  {phase:<10} oneDNN {onednn} ({source}), precision {dtype}, malloc tuned {malloc}: "
+              f"{', '.join(which)}")
+
+
 def print_table(results, summary, targets, args):
     peer = {r["size"]: r for r in results if r["phase"] == "peer" and r.get("ok")}
-    print(f"\n{'measure':<38}{'size':>6}{'ours':>10}{'peer':>10}{'ours/peer':>11}{'peak MB':>9}{'cores':>7}")
+    print_machine(results)
+    print(f"\n{'measure':<38}{'size':>6}{'ours':>10}{'peer':>10}{'ours/peer':>11}{'peak MB':>9}{'cores':>7}"
+          f"{'sys %':>7}")
     for r in results:
         if r["phase"] == "peer":
             continue
@@ -578,14 +681,18 @@ def print_table(results, summary, targets, args):
             theirs = p.get("detect_s_per_image") if r["config"].startswith("matterport") else None
         elif r["phase"] == "train":
             name, ours, theirs = (f"train s/step (batch 2, {r['config']})", r["s_per_step"],
-                                  p.get("train_s_per_step"))
+                                  p.get("train_s_per_step") if r["config"].startswith("matterport") else None)
+        elif r["phase"] == "train_e2e":
+            name, ours, theirs = (f"lesions.py train s/step ({r['classes']})", r["s_per_step"], None)
         elif r["phase"] == "predict":
             name, ours, theirs = (f"predict img/s ({r['images']} x {r['image_size']})",
                                   r["images_per_s"], None)
         else:
             continue
+        share = r.get("system_time_share")
         print(f"{name:<38}{r['size']:>6}{fmt(ours):>10}{fmt(theirs):>10}{fmt(ratio(ours, theirs)):>11}"
-              f"{fmt(r.get('peak_rss_mb'), 0):>9}{fmt(r.get('cores_busy'), 2):>7}")
+              f"{fmt(r.get('peak_rss_mb'), 0):>9}{fmt(r.get('cores_busy'), 2):>7}"
+              f"{fmt(None if share is None else 100 * share, 0):>7}")
     for s, r in sorted(peer.items()):
         print(f"{'peer torchvision (detect | train)':<38}{s:>6}{fmt(r.get('detect_s_per_image')):>10}"
               f"{fmt(r.get('train_s_per_step')):>10}{'':>11}{fmt(r.get('peak_rss_mb'), 0):>9}"
@@ -632,6 +739,8 @@ def parse_args(argv):
     p.add_argument("--no-bf16", dest="bf16", action="store_false",
                    help="skip the COMPUTE_DTYPE=bfloat16 rows (floor, detect, train at 512)")
     p.add_argument("--skip-predict", action="store_true")
+    p.add_argument("--e2e-steps", type=int, default=30,
+                   help="steps per epoch of the lesions.py --mode train row (2 epochs; 0 skips it)")
     p.add_argument("--profile", action="store_true", help="also time the sub-graphs of detect at 512")
     p.add_argument("--min-confidence", type=float, default=0.0,
                    help="DETECTION_MIN_CONFIDENCE in the detect graphs (0: mask head on ~all 100 slots)")
@@ -680,7 +789,8 @@ def main(argv=None):
             text, code, rss, wall, cores = run_child(cmd, args.timeout, log_path)
             payload = last_json(text, RESULT_TAG)
         entry = dict(spec, ok=bool(code == 0 and payload), peak_rss_mb=round(rss, 1), wall_s=round(wall, 1),
-                     loadavg_1min_at_end=round(os.getloadavg()[0], 2), process_cores_busy=round(cores, 2))
+                     loadavg_1min_at_end=round(os.getloadavg()[0], 2), process_cores_busy=round(cores, 2),
+                     system_time_share=getattr(run_child, "system_share", None))
         if entry["ok"]:
             entry.update(payload)
         else:
@@ -692,6 +802,7 @@ def main(argv=None):
     payload = {"command": " ".join(["python"] + sys.argv),
                "started": started, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
                "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                           "cpu": _machine_cpu(),
                            "python": platform.python_version(), "versions": _versions(),
                            "loadavg_before": [round(v, 2) for v in load_before],
                            "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
@@ -703,6 +814,18 @@ def main(argv=None):
         json.dump(payload, f, indent=1, default=str)
     print(f"\nwritten: {out_path} (child stderr: {log_path})")
     return 0
+
+
+def _machine_cpu():
+    """CPU model, flags and TensorFlow's oneDNN default for this CPU (mrcnn.runtime, no TensorFlow import)."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from mrcnn import runtime
+    return {"model": runtime.cpu_model(), "flags": sorted(f for f in runtime.cpu_flags()
+                                                          if f.startswith(("avx", "amx", "fma"))),
+            "onednn_default": runtime.onednn_default(), "native_bfloat16": runtime.native_bfloat16(),
+            "env": {k: os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "MRCNN_MALLOPT")
+                    if k in os.environ}}
 
 
 def _versions():

@@ -12,8 +12,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Config.COMPUTE_DTYPE values (mrcnn.precision maps them to Keras dtype policies).
-COMPUTE_DTYPES = ("float32", "bfloat16")
+# Config.COMPUTE_DTYPE values (mrcnn.precision maps them to Keras dtype policies;
+# "auto" is resolved per machine by mrcnn.runtime.resolve_compute_dtype).
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 # Learning-rate decays within a train() call (Config.LEARNING_RATE_DECAY; mrcnn.training.learning_rate).
 LEARNING_RATE_DECAYS = ("none", "cosine")
 
@@ -133,9 +134,12 @@ class Config:
     # object (nevus vs melanoma), each per-class regressor and mask sees a third
     # of the data, and the mask used is that of the predicted, possibly wrong, class.
     # Arithmetic precision of the convolutions (mrcnn.precision): "float32"
-    # (Matterport) or "bfloat16" (mixed: float32 weights and geometry, bfloat16
-    # convolutions; 2.5x the float32 conv rate on CPUs with AVX512_BF16).
-    COMPUTE_DTYPE = "float32"
+    # (Matterport), "bfloat16" (mixed: float32 weights and geometry, bfloat16
+    # convolutions; 2.5x the float32 conv rate on CPUs with AVX512_BF16, 6x
+    # slower where bfloat16 is emulated) or "auto": bfloat16 where the CPU
+    # executes it natively (avx512_bf16 / amx_bf16 flags) or on a GPU, float32
+    # elsewhere (mrcnn.runtime). Weights are float32 in every case.
+    COMPUTE_DTYPE = "auto"
     # Mask-head probability at or above which a pixel belongs to a detection's
     # mask when it is pasted back at full size (Matterport hard-codes 0.5).
     DETECTION_MASK_THRESHOLD = 0.5

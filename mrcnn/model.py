@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import layers
 
 from . import anchors as anchors_lib
+from . import runtime
 from . import training as training_lib
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes, scale_boxes
@@ -248,6 +249,19 @@ class MaskRCNN:
                    "rpn_bbox": rpn_bbox, "detection_probs": detection_probs}
         return keras.Model(inputs, outputs, name="mask_rcnn")
 
+    def runtime_settings(self):
+        """The machine settings this model runs with (mrcnn.runtime), as written to a run's runtime.json.
+
+        cpu, flags, onednn (and who chose it), malloc_tuned, compute_dtype
+        (COMPUTE_DTYPE resolved: "float32" or "bfloat16") and the thread counts.
+        """
+        settings = runtime.describe()
+        settings["compute_dtype"] = runtime.resolve_compute_dtype(self.config.COMPUTE_DTYPE)
+        settings["compute_dtype_config"] = self.config.COMPUTE_DTYPE
+        settings["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+        settings["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()
+        return settings
+
     # --------------------------------------------------------------- weights
     def find_last(self):
         """Path of the newest checkpoint of the newest run of this config under model_dir.
@@ -341,6 +355,12 @@ class MaskRCNN:
         os.makedirs(self.log_dir, exist_ok=True)
         with open(os.path.join(self.log_dir, "config.json"), "w") as f:
             f.write(cfg.to_json())
+        settings = self.runtime_settings()
+        with open(os.path.join(self.log_dir, "runtime.json"), "w") as f:
+            json.dump(settings, f, indent=2)
+        logger.info("runtime: %s, oneDNN %s (%s), precision %s%s", settings["cpu"],
+                    "on" if settings["onednn"] else "off", settings["onednn_source"],
+                    settings["compute_dtype"], ", malloc tuned" if settings["malloc_tuned"] else "")
         logger.info("starting at epoch %d, LR=%g, layers=%s; checkpoints in %s",
                     self.epoch, learning_rate, layers, self.log_dir)
         self.set_trainable(regex)

@@ -201,7 +201,7 @@ def test_lesion_config_is_class_agnostic_and_old_runs_load_per_class():
     saved = {"IMAGE_MAX_DIM": 64, "IMAGE_MIN_DIM": 64, "PREPROCESS": "shades_of_grey",
              "CLASS_AGNOSTIC_MASKS": True, "CLASS_AGNOSTIC_BOXES": True, "COMPUTE_DTYPE": "bfloat16"}
     run = lesions.make_config(lesions.parse_args(["--mode", "predict"]), "inference", saved=saved)
-    assert run.PREPROCESS == "shades_of_grey" and run.CLASS_AGNOSTIC_MASKS and run.COMPUTE_DTYPE == "float32"
+    assert run.PREPROCESS == "shades_of_grey" and run.CLASS_AGNOSTIC_MASKS and run.COMPUTE_DTYPE == "auto"
     with pytest.raises((ConfigError, lesions.UserError), match="PREPROCESS"):
         lesions.make_config(lesions.parse_args(["--mode", "train", "--config", "PREPROCESS=grey"]), "train")
 
