@@ -148,6 +148,13 @@ class Config:
     # box, so an outline can reach past a box that cut its object. 1.0 =
     # Matterport (the detected box). Training is unchanged.
     DETECTION_MASK_BOX_SCALE = 1.0
+    # Inference: when nothing is detected in an image (every ROI scored
+    # background, or below DETECTION_MIN_CONFIDENCE), return the most
+    # object-like ROI anyway (highest foreground probability, else the best
+    # RPN proposal) with its low score (mrcnn.detection.best_roi_detection_graph).
+    # For datasets with exactly one object per image (ISIC lesions);
+    # False = Matterport (an empty result).
+    DETECTION_FALLBACK = False
     CLASS_AGNOSTIC_BOXES = False
     CLASS_AGNOSTIC_MASKS = False
     # Image preprocessing before the mean pixel is subtracted, in training and

@@ -14,6 +14,9 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
     (default config.DETECTION_MIN_CONFIDENCE).
     Returns: detections [D, (y1, x1, y2, x2, class_id, score)] and their full
     class probabilities [D, C]; D = DETECTION_MAX_INSTANCES, zero-padded.
+    With config.DETECTION_FALLBACK, an image where nothing passes (every ROI
+    scored background, or below min_confidence) gets one detection anyway:
+    see best_roi_detection_graph.
     """
     max_out = config.DETECTION_MAX_INSTANCES
     if min_confidence is None:
@@ -37,8 +40,37 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
                             tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
                             tf.gather(class_scores, keep)[:, None]], axis=1)
     kept_probs = tf.gather(probs, keep)
-    pad = max_out - tf.shape(keep)[0]
+    if config.DETECTION_FALLBACK and config.NUM_CLASSES > 1:
+        detections, kept_probs = tf.cond(
+            tf.size(keep) > 0, lambda: (detections, kept_probs),
+            lambda: best_roi_detection_graph(rois, probs, deltas, window, std))
+    pad = max_out - tf.shape(detections)[0]
     return tf.pad(detections, [(0, pad), (0, 0)]), tf.pad(kept_probs, [(0, pad), (0, 0)])
+
+
+def best_roi_detection_graph(rois, probs, deltas, window, std):
+    """The most object-like ROI as one detection, for an image where nothing was detected.
+
+    rois: [N, 4] normalized, in the proposal layer's order (best RPN score
+    first); probs: [N, C]; deltas: [N, C, 4]; window: [4]; std: [1, 4]
+    BBOX_STD_DEV. Picks the ROI with the highest foreground probability
+    (1 - background); when all are equal (e.g. all 0) argmax keeps the first,
+    the best RPN proposal. Its class is the best foreground class, its score
+    that class's probability (below the background's, so it reads as unsure),
+    its box refined by that class's deltas (the ROI itself if refinement
+    leaves no area). Returns: detections [1, 6], probs [1, C].
+    """
+    roi_area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
+    foreground = tf.where(roi_area > 0, 1.0 - probs[:, 0], -1.0)
+    best = tf.argmax(foreground, output_type=tf.int32)
+    class_id = 1 + tf.argmax(probs[best, 1:], output_type=tf.int32)
+    roi = rois[best][None]
+    box = clip_boxes_graph(apply_box_deltas_graph(roi, deltas[best, class_id][None] * std), window)
+    area = (box[0, 2] - box[0, 0]) * (box[0, 3] - box[0, 1])
+    box = tf.cond(area > 0, lambda: box, lambda: clip_boxes_graph(roi, window))
+    detection = tf.concat([box, tf.reshape(tf.cast(class_id, tf.float32), [1, 1]),
+                           tf.reshape(probs[best, class_id], [1, 1])], axis=1)
+    return detection, probs[best][None]
 
 
 class DetectionLayer(Float32Layer):

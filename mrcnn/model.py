@@ -88,18 +88,35 @@ class NormBoxes(Float32Layer):
         return input_shape
 
 
-class SliceROIs(Float32Layer):
-    """rois [B, N, 4] -> the first `count` rois [B, count, 4]."""
+class PositiveROIs(Float32Layer):
+    """The leading positive ROIs of a sampled batch, for the mask head.
 
-    def __init__(self, count, **kwargs):
+    Inputs: rois [B, N, 4] (positives first, as DetectionTargetLayer orders
+    them), target_class_ids [B, N]. Returns rois [B, K, 4] with K the largest
+    number of positives among the batch's images, at least 1 and at most
+    ``limit`` (the positive budget): a step whose proposals barely touch the
+    objects (early training) runs the mask head on a few boxes, not on the
+    whole budget of mostly empty slots. Slots past an image's own positives
+    are negatives or padding, which the mask loss ignores.
+    """
+
+    def __init__(self, limit, **kwargs):
         super().__init__(**kwargs)
-        self.count = int(count)
+        self.limit = int(limit)
 
-    def call(self, rois):
-        return rois[:, :self.count]
+    def call(self, inputs):
+        rois, target_class_ids = inputs
+        positive = tf.cast(target_class_ids[:, :self.limit] > 0, tf.int32)
+        count = tf.maximum(tf.reduce_max(tf.reduce_sum(positive, axis=1)), 1)
+        return rois[:, :count]
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.count) + tuple(input_shape[2:])
+        return (input_shape[0][0], None, 4)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(limit=self.limit)
+        return config
 
 
 class ConcatLevels(Float32Layer):
@@ -215,10 +232,11 @@ class MaskRCNN:
                 rois, mrcnn_feature_maps, num_rois, config)
             # Positive ROIs come first in the sampled batch and there are at most
             # `positives` of them: only those reach the mask loss, so only they go
-            # through the mask head (torchvision does the same; Matterport ran all).
+            # through the mask head (torchvision does the same; Matterport ran all),
+            # and only as many slots as the batch's largest positive count.
             positives = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
-            positive_rois = SliceROIs(positives, name="positive_rois")(rois)
-            mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, positives, config)
+            positive_rois = PositiveROIs(positives, name="positive_rois")([rois, target_class_ids])
+            mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, None, config)
             inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
                       "input_rpn_match": input_rpn_match, "input_rpn_bbox": input_rpn_bbox,
                       "input_gt_class_ids": input_gt_class_ids, "input_gt_boxes": input_gt_boxes,
@@ -382,7 +400,7 @@ class MaskRCNN:
         # without it (a run resumed from an older version keeps its columns).
         rate_log = [LearningRateLog(rate)] if _csv_header_has(csv_path, "learning_rate") else []
         callbacks = rate_log + [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            training_lib.QuietTensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
             keras.callbacks.CSVLogger(csv_path, append=True),
             checkpoint, nan_guard, EpochSummary(),
         ] + list(custom_callbacks or [])

@@ -13,16 +13,24 @@ What is chosen, and the measurement behind each choice (bench/README.md,
   where the hardware executes it (the ``avx512_bf16`` or ``amx_bf16`` CPU
   flags, or a GPU), float32 elsewhere. Without those flags TensorFlow
   emulates bfloat16 and a training step ran 6x slower than in float32.
-- **oneDNN**: left to TensorFlow's own default (on for CPUs with AVX-512
-  VNNI / BF16 / AMX, where the project's speed figures were taken) except
-  when training on a CPU without them, where TensorFlow would pick its Eigen
-  kernels: there oneDNN trains faster and Eigen detects faster
-  (see ONEDNN_CHOICE below for the figures).
+- **oneDNN**: TensorFlow's own default, made explicit. TensorFlow turns it
+  on for CPUs with AVX-512 VNNI / BF16 / AMX (where the project's earlier
+  speed figures were taken) and leaves its Eigen kernels elsewhere. On an
+  AVX2-only CPU (AMD EPYC Zen 3, 2 cores, float32) oneDNN was slower or
+  equal in every mode once the classifier head's 7x7 convolution became a
+  matrix product (mrcnn.heads.PooledConv2D): detect at 512 px 3.78 s vs
+  2.02 s (Matterport settings) and 0.96 vs 0.54 s (LesionConfig); a
+  Matterport training step 10.3 vs 9.6 s; `lesions.py --mode train` on PH2
+  1.34-1.55 vs 1.48 s per step. So Eigen stays, for training too.
 - **Allocator**: glibc's malloc returns large blocks to the kernel with
   munmap and trims the heap; TensorFlow allocates and frees hundreds of MB
-  per training step, so every step faulted its pages in again (~130,000 page
-  faults per second). ``mallopt`` keeps large blocks in the heap and stops the
-  trimming (set before the first large allocation).
+  per training step, so every step faulted its pages in again. ``mallopt``
+  keeps large blocks in the heap and stops the trimming (set before the
+  first large allocation). Measured with 60 steps of ``lesions.py --mode
+  train`` on PH2 (AVX2 EPYC): 45.7 M minor page faults and 114 s of system
+  time (a third of the CPU time) without it, 0.9 M and 10 s with it; the
+  run took 2 min 34 s instead of 3 min 39 s. Peak memory rose from 2.5 to
+  2.8 GB. ``MRCNN_MALLOPT=0`` turns it off.
 """
 import ctypes
 import ctypes.util
@@ -38,10 +46,11 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Flags with which TensorFlow turns oneDNN on by itself (TF 2.9+: "CPUs with
 # neural-network-focused hardware features such as AVX512_VNNI, AVX512_BF16, AMX").
 ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
-# Where TensorFlow's default is the Eigen path: oneDNN on for these modes.
-# Measured on an AMD EPYC (Zen 3, AVX2 + FMA, 2 cores), LesionConfig and
-# Matterport settings (bench/README.md "Runtime choices").
-ONEDNN_CHOICE = {"train": True}
+# Where TensorFlow's default is the Eigen path (no ONEDNN_DEFAULT_FLAGS): the
+# oneDNN setting per lesions.py mode, written to TF_ENABLE_ONEDNN_OPTS when the
+# user has not set it. Measured on an AMD EPYC (Zen 3, AVX2 + FMA, 2 cores):
+# Eigen was as fast or faster in every mode (module docstring).
+ONEDNN_CHOICE = {"train": False, "predict": False, "evaluate": False, "investigate": False}
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4

@@ -207,9 +207,15 @@ class Predictor:
             "width": int(image.shape[1]), "height": int(image.shape[0]),
             "detections": detections, "lesion_mask_area": int(mask.sum()),
             "low_confidence": low, "no_detection": not detections,
+            # The graph's fallback (Config.DETECTION_FALLBACK): every ROI scored background,
+            # so the most lesion-like one was returned; its probabilities favour background.
+            "fallback": bool(len(result["scores"]) == 1 and int(np.argmax(result["probs"][0])) == 0),
             "probabilities": {name: round(float(p), 6) for name, p in zip(self.class_names[1:], probabilities)},
         }
-        if low:
+        if record["fallback"]:
+            log.info("%s: every region scored background; used the most lesion-like one (score %.3f), "
+                     "flagged low_confidence", name, float(result["scores"][0]))
+        elif low:
             log.info("%s: no detection reached %.2f; used the best one (score %.3f), flagged low_confidence",
                      name, self.min_confidence, float(np.max(result["scores"])))
         return record, mask
