@@ -54,12 +54,14 @@ ISIC_SIZE = (2000, 3008)  # (H, W) of a typical ISIC 2017/2018 image
 
 
 # --------------------------------------------------------------------------- child side
-def _setup_child(mode="predict"):
+def _setup_child(mode="predict", tensorflow=True):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     from mrcnn import runtime
     runtime.configure(mode)  # before TensorFlow is imported, as lesions.py does
+    if not tensorflow:
+        return
     import logging
     logging.basicConfig(level=logging.WARNING)
     import keras
@@ -231,13 +233,20 @@ def phase_train(spec):
     size = spec["size"]
     if spec["config"].startswith("lesion"):
         # The model lesions.py --mode train builds (LesionConfig: Adam, group norm, batch 2).
-        from skinlesion import LesionConfig
-        config = LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, WORKERS=1)
+        # Its first batch comes from the end-to-end row's data and classes (real PH2 when
+        # present), so both rows do the same work: the mask head runs on the batch's positives.
+        from skinlesion import LesionConfig, LesionDataset
+        folder, classes = e2e_dataset(spec["cache_dir"])
+        config = LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, WORKERS=1, classes=classes)
+        dataset = LesionDataset()
+        dataset.load(folder, "train", classes=classes)
+        dataset.prepare()
         optimizer = keras.optimizers.Adam(learning_rate=config.LEARNING_RATE, beta_1=config.LEARNING_MOMENTUM,
                                           clipnorm=config.GRADIENT_CLIP_NORM)
     else:
         config = matterport_config(size, images_per_gpu=2)
         config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
+        dataset = _synthetic_dataset(size, config.BATCH_SIZE)
         optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=config.LEARNING_MOMENTUM,
                                          clipnorm=config.GRADIENT_CLIP_NORM)
     if spec["config"].endswith(BF16):
@@ -248,7 +257,7 @@ def phase_train(spec):
     trainer = MaskRCNNTrainer(model.keras_model, config)
     trainer.compile(optimizer=optimizer)
     build_s = time.perf_counter() - t0
-    generator = DataGenerator(_synthetic_dataset(size, config.BATCH_SIZE), config, shuffle=False, workers=1)
+    generator = DataGenerator(dataset, config, shuffle=False, workers=1)
     batch = {k: tf.constant(v) for k, v in generator[0].items()}
     t0 = time.perf_counter()
     logs = trainer.train_on_batch(batch, return_dict=True)
@@ -440,7 +449,9 @@ PHASES = {"backbone": phase_backbone, "detect": phase_detect, "train": phase_tra
 
 
 def run_phase(spec):
-    _setup_child("train" if spec["phase"].startswith("train") else "predict")
+    # The end-to-end row only launches lesions.py: its own process imports no TensorFlow.
+    _setup_child("train" if spec["phase"].startswith("train") else "predict",
+                 tensorflow=spec["phase"] != "train_e2e")
     t0 = time.perf_counter()
     result = PHASES[spec["phase"]](spec)
     result["phase_wall_s"] = round(time.perf_counter() - t0, 1)
@@ -508,7 +519,7 @@ def plan(args):
         phases.append({"phase": "train", "config": "matterport", "size": 512})
         if args.bf16:
             phases.append({"phase": "train", "config": "matterport" + BF16, "size": 512})
-        phases.append({"phase": "train", "config": "lesion", "size": 256})
+        phases.append({"phase": "train", "config": "lesion", "size": 256, "cache_dir": args.cache_dir})
         if args.e2e_steps:
             phases.append({"phase": "train_e2e", "config": "lesion", "size": 256, "steps": args.e2e_steps,
                            "cache_dir": args.cache_dir})
@@ -518,6 +529,9 @@ def plan(args):
         phases.append({"phase": "predict", "config": "lesion", "size": 256, "cache_dir": args.cache_dir})
     if args.profile:
         phases.append({"phase": "profile", "config": "matterport", "size": 512})
+    if args.phases:
+        wanted = set(args.phases.split(","))
+        phases = [p for p in phases if p["phase"] in wanted]
     for spec in phases:
         spec.setdefault("repeats", args.repeats)
         spec.setdefault("min_confidence", args.min_confidence)
@@ -739,6 +753,8 @@ def parse_args(argv):
     p.add_argument("--no-bf16", dest="bf16", action="store_false",
                    help="skip the COMPUTE_DTYPE=bfloat16 rows (floor, detect, train at 512)")
     p.add_argument("--skip-predict", action="store_true")
+    p.add_argument("--phases", default=None,
+                   help="only these phases, comma-separated (backbone,detect,train,train_e2e,peer,predict,profile)")
     p.add_argument("--e2e-steps", type=int, default=30,
                    help="steps per epoch of the lesions.py --mode train row (2 epochs; 0 skips it)")
     p.add_argument("--profile", action="store_true", help="also time the sub-graphs of detect at 512")
