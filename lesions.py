@@ -9,7 +9,7 @@
     python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
 
 No --dataset means the built-in synthetic dermoscopy set: the offline demo
-(192 px, 6 + 2 epochs of 100 steps, under 15 minutes on 2 CPU cores). No
+(192 px, at most 8 epochs of 100 steps or 10 minutes of training). No
 --weights in predict / investigate / evaluate means the newest checkpoint
 under --logs. Research software, not a medical device.
 """

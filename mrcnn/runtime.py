@@ -163,13 +163,18 @@ def configure(mode=None):
     malloc = bool(previous and previous["malloc_tuned"])
     if not malloc and os.environ.get("MRCNN_MALLOPT", "1") != "0" and not tf_loaded:
         malloc = _set_malloc_options()
-    chosen = {"cpu": cpu_model(), "mode": mode,
-              "flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma"))),
-              "onednn": onednn_enabled(), "onednn_source": onednn_source,
-              "compute_dtype_auto": "bfloat16" if native_bfloat16() else "float32",
-              "malloc_tuned": malloc, "tensorflow_loaded_before": tf_loaded}
+    chosen = _settings(mode, onednn_source, malloc, tf_loaded)
     _state["configured"] = chosen
     return dict(chosen)
+
+
+def _settings(mode, onednn_source, malloc_tuned, tensorflow_loaded_before):
+    """The dict configure() and describe() return (see configure)."""
+    return {"cpu": cpu_model(), "mode": mode,
+            "flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma"))),
+            "onednn": onednn_enabled(), "onednn_source": onednn_source,
+            "compute_dtype_auto": "bfloat16" if native_bfloat16() else "float32",
+            "malloc_tuned": malloc_tuned, "tensorflow_loaded_before": tensorflow_loaded_before}
 
 
 def onednn_enabled():
@@ -184,8 +189,4 @@ def describe():
     """The settings in force (configure()'s dict, computed now if configure was never called)."""
     if "configured" in _state:
         return dict(_state["configured"])
-    return {"cpu": cpu_model(), "mode": None,
-            "flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma"))),
-            "onednn": onednn_enabled(), "onednn_source": "not configured",
-            "compute_dtype_auto": "bfloat16" if native_bfloat16() else "float32",
-            "malloc_tuned": False, "tensorflow_loaded_before": "tensorflow" in sys.modules}
+    return _settings(None, "not configured", False, "tensorflow" in sys.modules)
