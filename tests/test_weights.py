@@ -12,6 +12,10 @@ import pytest  # noqa: E402
 
 from mrcnn import weights  # noqa: E402
 
+# Keras 3.12's save_weights converts TF variables with np.array(), which NumPy 2 warns about
+# once per variable (mrcnn.training.variables_to_numpy_quietly does the same in the library).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 
 def build_model(num_classes=3):
     """Tiny functional model with Matterport-style names and a nested 'rpn_model'.
