@@ -88,6 +88,25 @@ class NormBoxes(Float32Layer):
         return input_shape
 
 
+class SliceROIs(Float32Layer):
+    """rois [B, N, 4] -> the first `count` rois [B, count, 4]."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, rois):
+        return rois[:, :self.count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(count=self.count)
+        return config
+
+
 class PositiveROIs(Float32Layer):
     """The leading positive ROIs of a sampled batch, for the mask head.
 
@@ -232,11 +251,17 @@ class MaskRCNN:
                 rois, mrcnn_feature_maps, num_rois, config)
             # Positive ROIs come first in the sampled batch and there are at most
             # `positives` of them: only those reach the mask loss, so only they go
-            # through the mask head (torchvision does the same; Matterport ran all),
-            # and only as many slots as the batch's largest positive count.
+            # through the mask head (torchvision does the same; Matterport ran all).
+            # With group norm (per ROI) only as many slots as the batch's largest
+            # positive count; batch norm keeps the whole budget, so its statistics
+            # are never taken over one or two crops.
             positives = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
-            positive_rois = PositiveROIs(positives, name="positive_rois")([rois, target_class_ids])
-            mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, None, config)
+            if config.NORM == "group":
+                positive_rois = PositiveROIs(positives, name="positive_rois")([rois, target_class_ids])
+                mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, None, config)
+            else:
+                positive_rois = SliceROIs(positives, name="positive_rois")(rois)
+                mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, positives, config)
             inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
                       "input_rpn_match": input_rpn_match, "input_rpn_bbox": input_rpn_bbox,
                       "input_gt_class_ids": input_gt_class_ids, "input_gt_boxes": input_gt_boxes,
