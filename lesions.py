@@ -250,13 +250,23 @@ def resolve_weights(args, default):
     return "path", choice
 
 
-def find_last_checkpoint(logs, name="lesion"):
-    """Newest checkpoint under logs for config NAME, or UserError saying how to get one."""
+def find_last_checkpoint(logs, name=None):
+    """Newest checkpoint under logs, or UserError saying how to get one.
+
+    name: the config NAME to look for; None takes runs of any NAME (the newest
+    wins), so ``--weights last`` finds a run trained with ``--config NAME=...``.
+    """
     from mrcnn.model import find_last_checkpoint as find_last
     try:
         return find_last(logs, name)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
+
+
+def name_override(args):
+    """The NAME given with --config NAME=..., or None."""
+    from skinlesion.config import LesionConfig
+    return parse_overrides(args.config, LesionConfig).get("NAME")
 
 
 def load_pretrained(model, kind, config):
@@ -286,7 +296,7 @@ def cmd_train(args):
     weights_kind, weights_path = resolve_weights(args, "none")
     saved = {}
     if weights_kind == "last":
-        weights_path = find_last_checkpoint(args.logs)
+        weights_path = find_last_checkpoint(args.logs, name_override(args))
         saved = run_config_of(weights_path)
     config = make_config(args, "train", saved)
     train_set, train_summary = load_dataset(args, "train", config.CLASS_SCHEME, config)
@@ -362,7 +372,7 @@ def cmd_train(args):
         return 130
     except FloatingPointError as err:
         raise UserError(str(err)) from err
-    last = find_last_checkpoint(args.logs)
+    last = find_last_checkpoint(args.logs, config.NAME)
     print(f"trained: run {model.log_dir}\n  checkpoint {last}\n  losses {os.path.join(model.log_dir, 'losses.csv')}")
     return 0
 
@@ -373,7 +383,7 @@ def inference_model(args):
     from mrcnn import model as modellib
     weights_kind, weights_path = resolve_weights(args, "last")
     if weights_kind == "last":
-        weights_path = find_last_checkpoint(args.logs)
+        weights_path = find_last_checkpoint(args.logs, name_override(args))
     saved = run_config_of(weights_path) if weights_path else {}
     config = make_config(args, "inference", saved)
     # The graph keeps every detection with a score; the user threshold is applied

@@ -154,23 +154,30 @@ class ConcatLevels(Float32Layer):
         return (input_shape[0][0], total, input_shape[0][2])
 
 
-def find_last_checkpoint(model_dir, name):
+def find_last_checkpoint(model_dir, name=None):
     """Newest mask_rcnn_<name>_NNNN.weights.h5 of the newest <name><timestamp> run under model_dir.
 
+    name: the config NAME; None takes runs of any NAME (the newest timestamp
+    wins), so a run trained with another NAME is found without knowing it.
     Temporary files of an interrupted save (.tmp_ prefix) never match.
     Raises FileNotFoundError naming model_dir and what to do when there is none.
     """
-    name = name.lower()
-    pattern = re.compile(rf"^mask_rcnn_{re.escape(name)}_(\d{{4}})\.weights\.h5$")
+    run_pattern = re.compile(rf"^({re.escape(name.lower()) if name else '.+?'})(\d{{8}}T\d{{4,6}})$")
+    runs = []
     if os.path.isdir(model_dir):
-        runs = sorted(d for d in os.listdir(model_dir)
-                      if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
-        for run in reversed(runs):
-            checkpoints = sorted(f for f in os.listdir(os.path.join(model_dir, run)) if pattern.match(f))
-            if checkpoints:
-                return os.path.join(model_dir, run, checkpoints[-1])
-    raise FileNotFoundError(f"no checkpoint found under {model_dir} for config NAME {name!r} "
-                            f"(looked for {name}<timestamp>/mask_rcnn_{name}_NNNN.weights.h5); "
+        for entry in os.listdir(model_dir):
+            match = run_pattern.match(entry)
+            if match and os.path.isdir(os.path.join(model_dir, entry)):
+                runs.append((match.group(2), match.group(1), entry))
+    for _, run_name, entry in sorted(runs, reverse=True):
+        pattern = re.compile(rf"^mask_rcnn_{re.escape(run_name)}_(\d{{4}})\.weights\.h5$")
+        checkpoints = sorted(f for f in os.listdir(os.path.join(model_dir, entry)) if pattern.match(f))
+        if checkpoints:
+            return os.path.join(model_dir, entry, checkpoints[-1])
+    shown = name.lower() if name else "<NAME>"
+    raise FileNotFoundError(f"no checkpoint found under {model_dir}"
+                            f"{f' for config NAME {shown!r}' if name else ''} "
+                            f"(looked for {shown}<timestamp>/mask_rcnn_{shown}_NNNN.weights.h5); "
                             "train first (--mode train) or pass --weights PATH")
 
 
@@ -316,15 +323,21 @@ class MaskRCNN:
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load weights from our .weights.h5 or a Keras-2 HDF5 file (e.g. mask_rcnn_coco.h5).
 
-        by_name: match layers by name (needed across architectures or modes);
-        exclude: layer names to skip (e.g. the heads when NUM_CLASSES differs).
+        by_name: True matches layers by name and loads those the file has
+        (across architectures, or COCO weights into a model with other heads);
+        False (Matterport's default) is strict: every layer of this model that
+        has weights must be in the file, by name, with its shapes, else
+        ValueError and nothing is assigned. A training checkpoint loads
+        strictly into an inference model of the same config (same layers).
+        exclude: layer names to skip (e.g. the heads when NUM_CLASSES differs;
+        needs by_name=True).
         Loading one of our checkpoints also sets the epoch counter and log dir
         so training continues where it stopped.
         """
         from .weights import load_weights_by_name
         if not os.path.exists(filepath):
             raise FileNotFoundError(f"weights file not found: {filepath}")
-        report = load_weights_by_name(self.keras_model, filepath, exclude=exclude, by_name=True)
+        report = load_weights_by_name(self.keras_model, filepath, exclude=exclude, by_name=by_name)
         self._predict_fn = None
         self.set_log_dir(filepath)
         return report

@@ -273,9 +273,9 @@ def load_weights_by_name(keras_model, path, exclude=None, by_name=True):
     keras_model: keras.Model (nested models are searched too).
     path: Keras 2 ``.h5`` (Matterport) or Keras 3 ``.weights.h5`` file.
     exclude: layer names (leaf or nested-model names) to leave untouched.
-    by_name: False loads a same-architecture file strictly: a Keras 3 file
-        through keras_model.load_weights, a Keras 2 file by name with every
-        model layer required; exclude needs by_name=True.
+    by_name: False loads strictly: layers matched by name, every model layer
+        with weights required in the file (else ValueError, nothing assigned);
+        exclude needs by_name=True.
     Returns: {"loaded": [layer names], "skipped_excluded": [layer names],
         "missing_in_file": [model layers with weights that the file lacks]}.
     Raises ValueError naming layer, weight and both shapes on a shape mismatch;
@@ -291,11 +291,10 @@ def load_weights_by_name(keras_model, path, exclude=None, by_name=True):
     if not by_name:
         if exclude:
             raise ValueError("exclude= needs by_name=True (layers are matched by name to skip them)")
-        if path.endswith(".weights.h5") or path.endswith(".keras"):
-            keras_model.load_weights(path)
-            return {"loaded": with_weights, "skipped_excluded": [], "missing_in_file": []}
-        # A Keras 2 file: matched by name as well (Matterport names every layer),
-        # but strictly: every model layer with weights must be in the file.
+        # Strict loading is by name too (Matterport names every layer, and a
+        # training checkpoint must load into the inference graph of the same
+        # config), but every model layer with weights must be in the file, and
+        # the check runs before anything is assigned.
     try:
         file_format, file_layers = read_weight_file(path, set(containers))
     except KeyError:

@@ -192,12 +192,17 @@ def _checkpoint(log_dir, epoch):
 
 @pytest.fixture(scope="module")
 def inference_models(trained):
-    """Two inference models, each loaded by name from the epoch-2 checkpoint."""
+    """Two inference models from the epoch-2 checkpoint: one loaded by name, one strictly (by_name=False).
+
+    The strict load of a training checkpoint into the inference graph must
+    work (same layers) and give the same detections (test below).
+    """
     path = _checkpoint(trained["log_dir"], 2)
     models = []
-    for _ in range(2):
+    for by_name in (True, False):
         model = modellib.MaskRCNN(mode="inference", config=InferenceConfig(), model_dir=trained["model_dir"])
-        model.load_weights(path, by_name=True)
+        report = model.load_weights(path, by_name=by_name)
+        assert not report["missing_in_file"]
         models.append(model)
     return models
 

@@ -178,6 +178,30 @@ def test_keras3_weights_round_trip_by_name(tmp_path):
     np.testing.assert_array_equal(layer_values(same, "conv1")[0], layer_values(source, "conv1")[0])
 
 
+def test_maskrcnn_load_weights_passes_by_name_through(monkeypatch, tmp_path):
+    """MaskRCNN.load_weights(by_name=False) reaches the strict loader (it once always passed True)."""
+    from mrcnn import model as modellib
+    from mrcnn.config import Config
+
+    seen = []
+
+    def fake_loader(keras_model, path, exclude=None, by_name=True):
+        seen.append(by_name)
+        return {"loaded": [], "skipped_excluded": [], "missing_in_file": []}
+
+    monkeypatch.setattr(weights, "load_weights_by_name", fake_loader)
+    path = tmp_path / "x.weights.h5"
+    path.write_bytes(b"")
+    model = modellib.MaskRCNN.__new__(modellib.MaskRCNN)
+    config = Config()
+    config.NAME = "strict"
+    model.keras_model, model.config, model.model_dir = None, config, str(tmp_path)
+    model.load_weights(str(path))
+    model.load_weights(str(path), by_name=True)
+    model.load_weights(str(path), by_name=False)
+    assert seen == [False, True, False]
+
+
 def test_keras3_time_distributed_wrapper_by_name(tmp_path):
     def build():
         rois = keras.Input((2, 4, 4, 3))
