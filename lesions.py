@@ -75,6 +75,9 @@ def parse_args(argv=None):
     parser.add_argument("--tta", action="store_true",
                         help="predict / evaluate: also run on the two flipped images; the lesion mask "
                              "is the pixel-wise majority, the probabilities the mean (3x the time)")
+    parser.add_argument("--refine", action="store_true",
+                        help="predict / evaluate: coarse-to-fine; a lesion small in the image is detected "
+                             "again in a crop around it (up to 2x the time)")
     parser.add_argument("--quiet", action="store_true", help="less console output")
     return parser.parse_args(argv)
 
@@ -416,7 +419,8 @@ def cmd_predict(args):
         raise UserError(str(err)) from err
     model, config, weights_path = inference_model(args)
     out = default_out(args, "predictions")
-    predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta)
+    predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta,
+                          refine=args.refine)
     outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
     predictor.write_summary(outcome, {"weights": weights_path})
     low = sum(r["low_confidence"] for r in outcome["images"])
@@ -447,7 +451,8 @@ def cmd_evaluate(args):
     dataset, summary = load_dataset(args, subset, config.CLASS_SCHEME, config)
     if summary["images"] == 0:
         raise UserError(f"--dataset {args.dataset} --subset {subset}: no usable image")
-    metrics, per_image = evaluate_model(model, config, dataset, out, progress=not args.quiet, tta=args.tta)
+    metrics, per_image = evaluate_model(model, config, dataset, out, progress=not args.quiet, tta=args.tta,
+                                        refine=args.refine)
     metrics.update({"weights": weights_path, "dataset": summary.get("root") or "synthetic",
                     "layout": summary["layout"], "subset": subset, "dataset_skipped": summary.get("skipped", [])})
     write_metrics(out, metrics, per_image)

@@ -184,6 +184,7 @@ def main(argv=None):
     parser.add_argument("--low", type=float, default=0.02, help="moved PH2: smallest lesion share")
     parser.add_argument("--high", type=float, default=0.10, help="moved PH2: largest lesion share")
     parser.add_argument("--tta", action="store_true", help="test-time flips in every predict")
+    parser.add_argument("--refine", action="store_true", help="coarse-to-fine in every predict")
     parser.add_argument("--config", action="append", default=[], help="inference --config KEY=VALUE")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
@@ -196,12 +197,13 @@ def main(argv=None):
     log_path = os.path.join(args.out, "commands.log")
 
     def base(mode):
-        extra = ["--tta"] if args.tta else []
+        extra = (["--tta"] if args.tta else []) + (["--refine"] if args.refine else [])
         extra += sum((["--config", c] for c in args.config), [])
         return [sys.executable, "lesions.py", "--mode", mode, "--weights", args.weights, "--logs", args.logs,
                 "--quiet", *extra]
 
-    results = {"weights": os.path.abspath(args.weights), "machine": machine(), "rows": {}}
+    results = {"weights": os.path.abspath(args.weights), "machine": machine(), "tta": args.tta,
+               "refine": args.refine, "rows": {}}
     for row in rows:
         print(f"{row} ...", flush=True)
         try:
@@ -230,7 +232,7 @@ def main(argv=None):
         print(f"  {json.dumps({k: v for k, v in results['rows'][row].items() if k != 'command'})}", flush=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    lines = [f"weights: `{args.weights}`; machine: {results['machine']}", "",
+    lines = [f"weights: `{args.weights}`; tta {args.tta}, refine {args.refine}; machine: {results['machine']}", "",
              "| row | images | Jaccard | thresholded | Dice | plausible share | fallback | melanoma AUC |",
              "|---|---|---|---|---|---|---|---|"]
 

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 MAP_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
-def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlays=True, tta=False):
+def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlays=True, tta=False, refine=False):
     """Run the model over every image of dataset and score it.
 
     Writes the predict outputs (masks/, overlays/, predictions.json,
@@ -51,12 +51,13 @@ def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlay
         per_image.append(row)
 
     predictor = Predictor(model, class_names, out_dir, config.DETECTION_MIN_CONFIDENCE,
-                          write_overlays=write_overlays, on_result=score, tta=tta)
+                          write_overlays=write_overlays, on_result=score, tta=tta, refine=refine)
     outcome = predictor.run(Predictor.dataset_sources(dataset), progress=progress)
     predictor.write_summary(outcome)
     metrics = {
         "images": len(per_image),
         "tta": bool(tta),
+        "refine": bool(refine),
         "skipped": outcome["skipped"],
         "low_confidence": int(sum(r["low_confidence"] for r in outcome["images"])),
         "segmentation": scoring.mean_metrics([{k: r[k] for k in scoring.SEGMENTATION_METRICS} for r in per_image])

@@ -117,6 +117,76 @@ def vote_lesion_masks(masks):
     return (votes > 0.5) | ((votes == 0.5) & masks[0])
 
 
+# Coarse-to-fine: a lesion whose box is small in the image is detected again in a crop
+# around it, so the model sees it at the framing it was trained on.
+REFINE_CONTEXT = 2.5      # crop side = this x the longer side of the coarse lesion box
+REFINE_MIN_ZOOM = 1.5     # refine only when the crop is at most 1/1.5 of the image's shorter side
+
+
+def refine_window(box, image_shape, context=REFINE_CONTEXT):
+    """Square crop (y1, x1, y2, x2) around a lesion box, kept inside the image.
+
+    box: (y1, x1, y2, x2) pixels; image_shape: (H, W, ...). The side is
+    context x the box's longer side, at most the image's shorter side; the
+    window is centred on the box and shifted (not padded) to stay inside.
+    Returns int (y1, x1, y2, x2).
+    """
+    H, W = int(image_shape[0]), int(image_shape[1])
+    y1, x1, y2, x2 = [float(v) for v in box]
+    side = int(round(min(max(y2 - y1, x2 - x1, 1.0) * context, H, W)))
+    cy, cx = (y1 + y2) / 2.0, (x1 + x2) / 2.0
+    top = int(np.clip(round(cy - side / 2.0), 0, H - side))
+    left = int(np.clip(round(cx - side / 2.0), 0, W - side))
+    return top, left, top + side, left + side
+
+
+def refine_results(model, images, results, min_confidence, context=REFINE_CONTEXT, min_zoom=REFINE_MIN_ZOOM):
+    """Coarse-to-fine detection: re-detect small lesions in a crop around them.
+
+    images: list of uint8 [H, W, 3]; results: their detect() dicts. For each
+    image whose lesion (``lesion_mask``) box, grown by ``context``, is at most
+    1/min_zoom of the shorter side, the crop is detected again and its
+    detections mapped back to the image (rois shifted, masks pasted into
+    full-size [H, W, N] arrays), provided the fine pass finds a lesion that
+    overlaps the coarse one; otherwise the coarse result stays. Returns (new
+    results list, refined flags list of bool).
+    """
+    crops, where = [], []
+    for k, (image, result) in enumerate(zip(images, results)):
+        if len(result["scores"]) == 0:
+            continue
+        mask, _, _ = lesion_mask(result, min_confidence)
+        ys, xs = np.nonzero(mask)
+        if not len(ys):
+            continue
+        window = refine_window((ys.min(), xs.min(), ys.max() + 1, xs.max() + 1), image.shape, context)
+        side = window[2] - window[0]
+        if side * min_zoom > min(image.shape[:2]):
+            continue
+        crops.append(np.ascontiguousarray(image[window[0]:window[2], window[1]:window[3]]))
+        where.append((k, window, mask))
+    out = list(results)
+    refined = [False] * len(results)
+    if not crops:
+        return out, refined
+    fine = model.detect(crops)
+    for (k, (top, left, bottom, right), coarse_mask), result in zip(where, fine):
+        if len(result["scores"]) == 0:
+            continue
+        H, W = images[k].shape[:2]
+        masks = np.zeros((H, W, result["masks"].shape[-1]), dtype=bool)
+        masks[top:bottom, left:right] = result["masks"]
+        fine_mask, _, _ = lesion_mask({**result, "masks": masks}, min_confidence)
+        if not np.logical_and(fine_mask, coarse_mask).any():
+            continue  # the crop found something else: keep the coarse lesion
+        rois = np.asarray(result["rois"]).copy()
+        rois[:, [0, 2]] += top
+        rois[:, [1, 3]] += left
+        out[k] = {**result, "rois": rois, "masks": masks}
+        refined[k] = True
+    return out, refined
+
+
 class Predictor:
     """Runs a MaskRCNN over image files and writes the ISIC-format outputs.
 
@@ -125,8 +195,10 @@ class Predictor:
     """
 
     def __init__(self, model, class_names, out_dir, min_confidence, write_overlays=True, on_result=None,
-                 tta=False):
+                 tta=False, refine=False):
         self.model = model
+        # refine: coarse-to-fine (refine_results) on the plain image and on each flip.
+        self.refine = bool(refine)
         # tta: also detect on the left-right and top-bottom flips; the lesion mask is
         # the pixel-wise majority of the three, the probabilities their mean.
         self.tta = bool(tta)
@@ -211,6 +283,8 @@ class Predictor:
             # so the most lesion-like one was returned; its probabilities favour background.
             "fallback": bool(len(result["scores"]) == 1 and int(np.argmax(result["probs"][0])) == 0),
             "probabilities": {name: round(float(p), 6) for name, p in zip(self.class_names[1:], probabilities)},
+            # Coarse-to-fine (--refine): these detections come from a crop around the lesion.
+            "refined": bool(result.get("refined", False)),
         }
         if record["fallback"]:
             log.info("%s: every region scored background; used the most lesion-like one (score %.3f), "
@@ -269,11 +343,19 @@ class Predictor:
                 prefetch(start + batch + ahead)
                 if chunk_images:
                     results = self.model.detect(chunk_images)
+                    refined = [False] * len(results)
+                    if self.refine:
+                        results, refined = refine_results(self.model, chunk_images, results, self.min_confidence)
                     variants = [[] for _ in chunk_images]
                     for flip in (TTA_FLIPS if self.tta else ()):
-                        flipped = self.model.detect([flip_image(im, flip) for im in chunk_images])
+                        flipped_images = [flip_image(im, flip) for im in chunk_images]
+                        flipped = self.model.detect(flipped_images)
+                        if self.refine:
+                            flipped, _ = refine_results(self.model, flipped_images, flipped, self.min_confidence)
                         for k, other in enumerate(flipped):
                             variants[k].append((flip, other))
+                    for result, was_refined in zip(results, refined):
+                        result["refined"] = was_refined
                     for source, image, result, extra in zip(chunk_sources, chunk_images, results, variants):
                         pending.append((writers.submit(self._write, source, image, result, extra),
                                         source, result))
