@@ -117,6 +117,8 @@ def isic_row(args, base, log_path):
     auc, paired = melanoma_auc(os.path.join(out, "probabilities.csv"),
                                os.path.join(args.isic, "ISIC-2017_Training_Classes.csv"))
     return {"images": len(values), "plausible_share": float(np.mean(values > args.plausible)),
+            "confident_share": float(1 - low / max(1, len(records))),
+            "fallback_share": float(fallback / max(1, len(records))),
             "empty": int(np.sum(values == 0)), "fallback": fallback, "low_confidence": low,
             "median_lesion_share": float(np.median(values)) if len(values) else None,
             "melanoma_auc": auc, "auc_images": paired, "seconds": round(seconds, 1), "command": " ".join(cmd)}
@@ -162,6 +164,7 @@ def segmentation_row(args, base, log_path, name, images, truth):
     records = read_json(os.path.join(out, "predictions.json"))
     records = records.get("images", records) if isinstance(records, dict) else records
     row["fallback"] = sum(1 for r in records if r.get("fallback"))
+    row["confident_share"] = float(1 - sum(1 for r in records if r.get("low_confidence")) / max(1, len(records)))
     return row
 
 
@@ -233,15 +236,18 @@ def main(argv=None):
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     lines = [f"weights: `{args.weights}`; tta {args.tta}, refine {args.refine}; machine: {results['machine']}", "",
-             "| row | images | Jaccard | thresholded | Dice | plausible share | fallback | melanoma AUC |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| row | images | Jaccard | thresholded | Dice | plausible share | confident share | fallback | "
+             "median lesion share | melanoma AUC |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value):
         return "" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
     for name, r in results["rows"].items():
         lines.append(f"| {name} | {fmt(r.get('images'))} | {fmt(r.get('jaccard'))} | "
                      f"{fmt(r.get('threshold_jaccard'))} | {fmt(r.get('dice'))} | {fmt(r.get('plausible_share'))} | "
-                     f"{fmt(r.get('fallback'))} | {fmt(r.get('melanoma_auc'))} |" if "error" not in r
+                     f"{fmt(r.get('confident_share'))} | {fmt(r.get('fallback'))} | "
+                     f"{fmt(r.get('median_lesion_share', r.get('lesion_share_median')))} | "
+                     f"{fmt(r.get('melanoma_auc'))} |" if "error" not in r
                      else f"| {name} | error: {r['error']} |")
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -38,6 +38,10 @@ class Config:
     COMPUTE_BACKBONE_SHAPE = None
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
     FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+    # Channels of the mask head's four 3x3 convolutions and its deconvolution
+    # (Matterport: 256; the COCO file needs 256). The mask head is most of a
+    # training step at small image sizes, so tiny test configs shrink it.
+    MASK_HEAD_CHANNELS = 256
     TOP_DOWN_PYRAMID_SIZE = 256
 
     NUM_CLASSES = 1  # Override in sub-classes (background counts as one)

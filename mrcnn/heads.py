@@ -183,11 +183,12 @@ def build_fpn_mask_graph(rois, feature_maps, num_rois, config):
     pool = config.MASK_POOL_SIZE
     x = PyramidROIAlign([pool, pool], config.IMAGE_SHAPE, name="roi_align_mask")([rois] + feature_maps)
     x = FoldROIs(name="mrcnn_mask_fold")(x)
+    channels = int(config.MASK_HEAD_CHANNELS)
     for i in range(1, 5):
-        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = layers.Conv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = norm_layer(f"mrcnn_mask_bn{i}", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
         x = layers.Activation("relu")(x)
-    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     agnostic = bool(config.CLASS_AGNOSTIC_MASKS)
     x = layers.Conv2D(1 if agnostic else config.NUM_CLASSES, 1, activation="sigmoid", name="mrcnn_mask",
                       dtype="float32")(x)

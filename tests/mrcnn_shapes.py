@@ -35,6 +35,7 @@ class ShapesConfig(Config):
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
     TOP_DOWN_PYRAMID_SIZE = 32
     FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    MASK_HEAD_CHANNELS = 64  # the 256-channel head was 60 % of a 64 px training step
     RPN_TRAIN_ANCHORS_PER_IMAGE = 64
     PRE_NMS_LIMIT = 500
     POST_NMS_ROIS_TRAINING = 100
