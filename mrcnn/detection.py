@@ -14,6 +14,9 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
     (default config.DETECTION_MIN_CONFIDENCE).
     Returns: detections [D, (y1, x1, y2, x2, class_id, score)] and their full
     class probabilities [D, C]; D = DETECTION_MAX_INSTANCES, zero-padded.
+    config.DETECTION_SCORE picks the rule: "class" (Matterport: argmax over
+    all classes must not be background, score = that class's probability) or
+    "foreground" (score = 1 - P(background), class = best object class).
     With config.DETECTION_FALLBACK, an image where nothing passes (every ROI
     scored background, or below min_confidence) gets one detection anyway:
     see best_roi_detection_graph.
@@ -21,8 +24,14 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
     max_out = config.DETECTION_MAX_INSTANCES
     if min_confidence is None:
         min_confidence = config.DETECTION_MIN_CONFIDENCE
-    class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
-    class_scores = tf.gather(probs, class_ids, batch_dims=1)
+    foreground = config.DETECTION_SCORE == "foreground" and config.NUM_CLASSES > 1
+    if foreground:
+        # The ROI is an object when 1 - P(background) wins; its class is the best object class.
+        class_ids = 1 + tf.argmax(probs[:, 1:], axis=1, output_type=tf.int32)
+        class_scores = 1.0 - probs[:, 0]
+    else:
+        class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
+        class_scores = tf.gather(probs, class_ids, batch_dims=1)
     class_deltas = tf.gather(deltas, class_ids, batch_dims=1)
     std = tf.constant(np.reshape(config.BBOX_STD_DEV, [1, 4]), dtype=tf.float32)
     refined = clip_boxes_graph(apply_box_deltas_graph(rois, class_deltas * std), window)
@@ -31,8 +40,9 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
     box_area = (refined[:, 2] - refined[:, 0]) * (refined[:, 3] - refined[:, 1])
     valid = (class_ids > 0) & (roi_area > 0) & (box_area > 0)
     scores = tf.where(valid, class_scores, -1.0)
-    # Per-class NMS in one call: shift each class's boxes to a disjoint region.
-    offsets = tf.cast(class_ids, tf.float32)[:, None] * 2.0
+    # Per-class NMS in one call: shift each class's boxes to a disjoint region
+    # ("foreground": one NMS over all classes, an object has one class).
+    offsets = 0.0 if foreground else tf.cast(class_ids, tf.float32)[:, None] * 2.0
     keep = tf.image.non_max_suppression(refined + offsets, scores, max_out,
                                         iou_threshold=config.DETECTION_NMS_THRESHOLD,
                                         score_threshold=max(float(min_confidence), 0.0))

@@ -57,6 +57,9 @@ class LesionConfig(Config):
     # scores Jaccard 0. A model trained on PH2 found nothing in 39 % of ISIC
     # images (mostly small lesions) without it.
     DETECTION_FALLBACK = True
+    # A lesion is a lesion whatever its diagnosis: detect by 1 - P(background)
+    # (mrcnn Config.DETECTION_SCORE), not by the one diagnosis that beats background.
+    DETECTION_SCORE = "foreground"
     # Lesion borders are smooth; 56x56 mini-masks keep them at 256 px input.
     MINI_MASK_SHAPE = (56, 56)
     # Narrow FPN and head layers: few classes, one object, CPU budget.

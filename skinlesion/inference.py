@@ -281,7 +281,7 @@ class Predictor:
             "low_confidence": low, "no_detection": not detections,
             # The graph's fallback (Config.DETECTION_FALLBACK): every ROI scored background,
             # so the most lesion-like one was returned; its probabilities favour background.
-            "fallback": bool(len(result["scores"]) == 1 and int(np.argmax(result["probs"][0])) == 0),
+            "fallback": self._is_fallback(result),
             "probabilities": {name: round(float(p), 6) for name, p in zip(self.class_names[1:], probabilities)},
             # Coarse-to-fine (--refine): these detections come from a crop around the lesion.
             "refined": bool(result.get("refined", False)),
@@ -293,6 +293,20 @@ class Predictor:
             log.info("%s: no detection reached %.2f; used the best one (score %.3f), flagged low_confidence",
                      name, self.min_confidence, float(np.max(result["scores"])))
         return record, mask
+
+    def _is_fallback(self, result):
+        """True when the top detection is one the model's own rule would not have kept.
+
+        DETECTION_SCORE "class" (Matterport): its most likely class is
+        background (only the graph's fallback returns such a detection);
+        "foreground": its background probability is at least one half.
+        """
+        if len(result["scores"]) == 0:
+            return False
+        probs = np.asarray(result["probs"])[int(np.argmax(result["scores"]))]
+        if getattr(self.model.config, "DETECTION_SCORE", "class") == "foreground":
+            return bool(probs[0] >= 0.5)
+        return bool(int(np.argmax(probs)) == 0)
 
     def run(self, sources, keep_masks=False, progress=True):
         """Predict every source (see file_sources / dataset_sources). Returns {"images": [records], "skipped": [...], "masks": {stem: mask}}.

@@ -19,7 +19,7 @@ TINY = ["--config", "IMAGE_MAX_DIM=64", "--config", "IMAGE_MIN_DIM=64",
         "--config", "FPN_CLASSIF_FC_LAYERS_SIZE=64", "--config", "STEPS_PER_EPOCH=2",
         "--config", "VALIDATION_STEPS=1", "--config", "POST_NMS_ROIS_TRAINING=64",
         "--config", "POST_NMS_ROIS_INFERENCE=32", "--config", "PRE_NMS_LIMIT=200",
-        "--config", "TRAIN_ROIS_PER_IMAGE=16", "--config", "WORKERS=1"]
+        "--config", "TRAIN_ROIS_PER_IMAGE=16", "--config", "WORKERS=1", "--config", "MASK_HEAD_CHANNELS=32"]
 DATASET = ["--dataset", "synthetic:12", "--classes", "isic2017"]
 
 
@@ -50,7 +50,7 @@ def test_train_writes_run_directory(trained):
     assert re.match(r"lesion\d{8}T\d{6}$", os.path.basename(run_dir))
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["CLASS_SCHEME"] == "isic2017" and config["NUM_CLASSES"] == 4
-    assert config["IMAGE_MAX_DIM"] == 64
+    assert config["IMAGE_MAX_DIM"] == 64 and config["MASK_HEAD_CHANNELS"] == 32  # predict rebuilds this head
     rows = list(csv.DictReader(open(os.path.join(run_dir, "losses.csv"))))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     for name in ("loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",

@@ -96,3 +96,44 @@ def test_a_model_that_sees_only_background_still_returns_one_flagged_lesion(back
         written = json.load(f)
     entry = written["images"][0] if isinstance(written, dict) else written[0]
     assert entry["fallback"] is True and entry["low_confidence"] is True
+
+
+class ForegroundConfig(FallbackConfig):
+    DETECTION_SCORE = "foreground"
+    NUM_CLASSES = 4
+
+
+def test_foreground_score_keeps_a_lesion_whose_mass_is_split_over_diagnoses():
+    """P = [0.4 background, 0.2 x 3 diagnoses]: "class" finds nothing, "foreground" a lesion scored 0.6."""
+    rois = np.array([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.5, 0.52], [0.6, 0.6, 0.9, 0.9]], np.float32)
+    probs = np.array([[0.4, 0.2, 0.25, 0.15], [0.45, 0.2, 0.2, 0.15], [0.9, 0.03, 0.03, 0.04]], np.float32)
+    deltas = np.zeros((3, 4, 4), np.float32)
+    window = tf.constant([0.0, 0.0, 1.0, 1.0])
+
+    class ClassConfig(ForegroundConfig):
+        DETECTION_SCORE = "class"
+        DETECTION_FALLBACK = False
+
+    plain = refine_detections_graph(tf.constant(rois), tf.constant(probs), tf.constant(deltas), window,
+                                    ClassConfig())[0].numpy()
+    assert not (plain[:, 4] > 0).any()
+    det = refine_detections_graph(tf.constant(rois), tf.constant(probs), tf.constant(deltas), window,
+                                  ForegroundConfig())[0].numpy()
+    real = det[det[:, 4] > 0]
+    # ROIs 0 and 1 overlap (one NMS across classes): one lesion, class 2 (0.25), score 1 - 0.4
+    assert len(real) == 1
+    assert real[0, 4] == 2 and real[0, 5] == pytest.approx(0.6)
+    np.testing.assert_allclose(real[0, :4], rois[0], atol=1e-6)
+    with pytest.raises(Exception, match="DETECTION_SCORE"):
+        type("Bad", (ForegroundConfig,), {"DETECTION_SCORE": "max"})()
+
+
+def test_predictor_flags_fallback_by_the_models_rule(tmp_path):
+    import types
+    from skinlesion.inference import Predictor
+    result = {"scores": np.array([0.55]), "probs": np.array([[0.45, 0.2, 0.2, 0.15]])}
+    for rule, expected in (("class", True), ("foreground", False)):
+        model = types.SimpleNamespace(config=types.SimpleNamespace(DETECTION_SCORE=rule, BATCH_SIZE=1))
+        predictor = Predictor(model, ["BG", "a", "b", "c"], str(tmp_path / rule), 0.5, write_overlays=False)
+        assert predictor._is_fallback(result) is expected
+    assert predictor._is_fallback({"scores": np.array([0.4]), "probs": np.array([[0.6, 0.2, 0.1, 0.1]])})
