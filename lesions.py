@@ -286,12 +286,17 @@ def load_pretrained(model, kind, config):
 
 
 # ------------------------------------------------------------------- train
-def augmentation_for(kind):
-    """The albumentations pipeline for --augment (None for none)."""
+def augmentation_for(kind, synthetic=False):
+    """The albumentations pipeline for --augment (None for none).
+
+    synthetic: the built-in generator, which already draws lesions over its
+    own range of sizes (10-50 % of the image) and is scored on that range;
+    lesion re-framing is left out there (skinlesion.augment.dermoscopy_augmentation).
+    """
     if kind == "none":
         return None
     from skinlesion.augment import dermoscopy_augmentation
-    return dermoscopy_augmentation(strong=(kind == "strong"))
+    return dermoscopy_augmentation(strong=(kind == "strong"), reframe=not synthetic)
 
 
 def cmd_train(args):
@@ -318,7 +323,7 @@ def cmd_train(args):
     default_heads, default_all = DEMO_EPOCHS if not args.dataset else (4, 1)
     epochs_heads = args.epochs_heads if args.epochs_heads is not None else default_heads
     epochs_all = args.epochs_all if args.epochs_all is not None else default_all
-    augmentation = augmentation_for(args.augment)
+    augmentation = augmentation_for(args.augment, synthetic=train_summary.get("layout") == "synthetic")
     lr = config.LEARNING_RATE
     if args.minutes is None and not args.dataset and not saved:
         args.minutes = DEMO_MINUTES

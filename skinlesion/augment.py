@@ -367,6 +367,11 @@ class DermoscopyAugmentation:
         return out
 
 
-def dermoscopy_augmentation(strong=False, seed=None):
-    """The training augmentation lesions.py uses (--augment default | strong)."""
-    return DermoscopyAugmentation(strong=strong, seed=seed)
+def dermoscopy_augmentation(strong=False, seed=None, reframe=True):
+    """The training augmentation lesions.py uses (--augment default | strong).
+
+    reframe: False leaves out ``LesionScale`` (the synthetic demo, whose
+    generator already varies the lesion size and whose test set is scored on
+    that range; with it the 10-minute demo scored Jaccard 0.847 against 0.873).
+    """
+    return DermoscopyAugmentation(strong=strong, seed=seed, scale_p=None if reframe else 0.0)

@@ -164,3 +164,11 @@ def test_lesion_config_anchors_cover_lesions_of_1_to_80_percent():
                 boxes.append([y1, x1, y1 + h, x1 + w])
     best = compute_overlaps(np.array(boxes), anchors).max(axis=1)
     assert best.min() >= 0.5, f"worst best-anchor IoU {best.min():.2f}"
+
+
+def test_cli_augmentation_reframes_real_data_but_not_the_synthetic_demo():
+    import lesions
+    assert lesions.augmentation_for("none") is None
+    assert isinstance(lesions.augmentation_for("default").scale, LesionScale)
+    assert lesions.augmentation_for("strong").scale.p == 0.5
+    assert lesions.augmentation_for("default", synthetic=True).scale is None
