@@ -71,7 +71,8 @@ def parse_args(argv=None):
                         help="train,val,test fractions for layouts without official splits "
                              "(default 0.8,0.1,0.1; a val of 0 trains without validation)")
     parser.add_argument("--augment", default="default", choices=["default", "strong", "none"],
-                        help="training augmentation (default: flips, rotations, colour jitter, lesion re-framing to 1-80 %% of the image, device artefacts; strong: more of each)")
+                        help="training augmentation (default: flips, rotations, colour jitter, lesion "
+                             "re-framing to 1-80 %% of the image, device artefacts; strong: more of each)")
     parser.add_argument("--tta", action="store_true",
                         help="predict / evaluate: also run on the two flipped images; the lesion mask "
                              "is the pixel-wise majority, the probabilities the mean (3x the time)")
