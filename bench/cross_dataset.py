@@ -28,9 +28,7 @@ import csv
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -44,15 +42,12 @@ SEG_KEYS = ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity"
 
 
 def run(cmd, log_path):
-    """Run a command with its output appended to log_path; raise on failure. Returns seconds."""
-    start = time.time()
-    with open(log_path, "a") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        log.flush()
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    """bench/ph2.py's logged run, raising on failure. Returns seconds."""
+    from bench.ph2 import run as run_logged
+    code, seconds = run_logged(cmd, log_path)
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {code}); see {log_path}")
-    return time.time() - start
+    return seconds
 
 
 def read_json(path):
@@ -139,13 +134,10 @@ def ph2_pairs(args, subset):
 
 
 def write_plain(pairs, folder):
-    """Write (stem, image, mask) pairs as images/<stem>.png and masks/<stem>_segmentation.png."""
-    from PIL import Image
-    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
-    os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
+    """Write (stem, image, mask) pairs unchanged in the plain folder layout (skinlesion.reframe.write_pair)."""
+    from skinlesion.reframe import write_pair
     for stem, image, mask in pairs:
-        Image.fromarray(image).save(os.path.join(folder, "images", f"{stem}.png"))
-        Image.fromarray(mask.astype(np.uint8) * 255).save(os.path.join(folder, "masks", f"{stem}_segmentation.png"))
+        write_pair(folder, stem, image, mask)
 
 
 def segmentation_row(args, base, log_path, name, images, truth):

@@ -62,6 +62,15 @@ def move_to_scale(image, mask, target_area, seed=0, offset=None):
     return out, moved, (top, left)
 
 
+def write_pair(out_dir, stem, image, mask):
+    """Write out_dir/images/<stem>.png and out_dir/masks/<stem>_segmentation.png (0/255): the plain folder layout."""
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "masks"), exist_ok=True)
+    Image.fromarray(np.asarray(image, np.uint8)).save(os.path.join(out_dir, "images", f"{stem}.png"))
+    Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(
+        os.path.join(out_dir, "masks", f"{stem}_segmentation.png"))
+
+
 def write_moved_folder(pairs, out_dir, low, high, seed=0):
     """Write scale-moved copies of (stem, image, mask) pairs as a plain folder layout.
 
@@ -71,16 +80,13 @@ def write_moved_folder(pairs, out_dir, low, high, seed=0):
     (stem, original size, canvas size, offset, lesion share before and after).
     Returns the list of per-image dicts written to moves.csv.
     """
-    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
-    os.makedirs(os.path.join(out_dir, "masks"), exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     rows = []
     for index, (stem, image, mask) in enumerate(pairs):
         rng = np.random.default_rng([seed, index])
         target = float(np.exp(rng.uniform(np.log(low), np.log(high))))
         moved_image, moved_mask, (top, left) = move_to_scale(image, mask, target, seed=(seed, index))
-        Image.fromarray(moved_image).save(os.path.join(out_dir, "images", f"{stem}.png"))
-        Image.fromarray(moved_mask.astype(np.uint8) * 255).save(
-            os.path.join(out_dir, "masks", f"{stem}_segmentation.png"))
+        write_pair(out_dir, stem, moved_image, moved_mask)
         rows.append({"stem": stem, "height": image.shape[0], "width": image.shape[1],
                      "canvas_height": moved_image.shape[0], "canvas_width": moved_image.shape[1],
                      "top": top, "left": left, "target_share": round(target, 5),
