@@ -104,8 +104,7 @@ def isic_row(args, base, log_path):
     cmd = [*base("predict"), "--image", sample, "--out", out]
     seconds = run(cmd, log_path)
     shares = lesion_shares(os.path.join(out, "masks"))
-    records = read_json(os.path.join(out, "predictions.json"))
-    records = records.get("images", records) if isinstance(records, dict) else records
+    records = read_json(os.path.join(out, "predictions.json"))["images"]
     fallback = sum(1 for r in records if r.get("fallback"))
     low = sum(1 for r in records if r.get("low_confidence"))
     values = np.array(list(shares.values()))
@@ -153,8 +152,7 @@ def segmentation_row(args, base, log_path, name, images, truth):
     row = {k: seg.get(k) for k in SEG_KEYS}
     row.update({"images": metrics.get("images"), "seconds": round(seconds, 1),
                 "command": " ".join(predict)})
-    records = read_json(os.path.join(out, "predictions.json"))
-    records = records.get("images", records) if isinstance(records, dict) else records
+    records = read_json(os.path.join(out, "predictions.json"))["images"]
     row["fallback"] = sum(1 for r in records if r.get("fallback"))
     row["confident_share"] = float(1 - sum(1 for r in records if r.get("low_confidence")) / max(1, len(records)))
     return row
