@@ -14,15 +14,12 @@ No --dataset means the built-in synthetic dermoscopy set: the offline demo
 under --logs. Research software, not a medical device.
 """
 import argparse
-import ast
 import csv
 import datetime
-import difflib
 import json
 import logging
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -83,135 +80,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def parse_overrides(pairs, config_class):
-    """--config KEY=VALUE pairs -> {KEY: value}, parsed as Python literals and type-checked.
-
-    Values are never evaluated as code (ast.literal_eval; bare words stay
-    strings). Unknown keys raise UserError with the nearest field names.
-    """
-    fields = [name for name in dir(config_class) if name.isupper()]
-    overrides = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--config {pair!r}: expected KEY=VALUE, e.g. --config IMAGE_MAX_DIM=512")
-        key, raw = pair.split("=", 1)
-        key = key.strip().upper()
-        if key not in fields:
-            near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise UserError(f"--config {key}: unknown Config field{hint}")
-        if key in ("NUM_CLASSES", "CLASS_SCHEME"):
-            raise UserError(f"--config {key}: set the classes with --classes SCHEME instead")
-        try:
-            value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()
-        default = getattr(config_class, key)
-        overrides[key] = _coerce(key, value, default)
-    return overrides
-
-
-def _coerce(key, value, default):
-    """Check a --config value against the field's default type; convert where lossless."""
-    if default is None or callable(default):
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"--config {key}={value!r}: expected True or False")
-    if isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise UserError(f"--config {key}={value!r}: expected an integer")
-    if isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise UserError(f"--config {key}={value!r}: expected a number")
-    if isinstance(default, str):
-        return str(value)
-    if isinstance(default, np.ndarray):
-        if isinstance(value, (list, tuple)) and len(value) == default.size:
-            return np.array(value, dtype=default.dtype if default.dtype.kind == "f" else float)
-        raise UserError(f"--config {key}={value!r}: expected a list of {default.size} numbers")
-    if isinstance(default, (list, tuple)):
-        if isinstance(value, (list, tuple)):
-            return type(default)(value)
-        raise UserError(f"--config {key}={value!r}: expected a list such as {list(default)!r}")
-    if isinstance(default, dict):
-        if isinstance(value, dict):
-            return value
-        raise UserError(f"--config {key}={value!r}: expected a dict such as {default!r}")
-    return value
-
-
 # -------------------------------------------------------------------- config
-def run_config_of(weights_path):
-    """The config.json saved beside a checkpoint (its run directory), or {}."""
-    if not weights_path:
-        return {}
-    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)), "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return {}
-
-
-# Fields of a saved run that define the architecture and preprocessing: a
-# checkpoint must be run with the same values to give the same results.
-ARCHITECTURE_FIELDS = (
-    "BACKBONE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE", "IMAGE_MIN_SCALE", "MEAN_PIXEL",
-    "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS", "RPN_ANCHOR_STRIDE", "BACKBONE_STRIDES",
-    "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "MASK_HEAD_CHANNELS", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
-    "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD",
-    "DETECTION_MAX_INSTANCES", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD", "DETECTION_MASK_THRESHOLD",
-    "NAME", "PREPROCESS", "NORM", "RPN_CONV_CHANNELS", "CLASS_AGNOSTIC_BOXES", "CLASS_AGNOSTIC_MASKS")
-
-
-# The demo: `lesions.py --mode train` with no --dataset trains on the built-in
-# synthetic set at 192 px for at most DEMO_EPOCHS (800 steps) or DEMO_MINUTES of
-# wall clock, whichever ends first, with the rate decaying (cosine) to the end of
-# either, so a slow 2-core machine still finishes `make demo` in about 15
-# minutes (README "Measured results"); --config, --epochs-* and --minutes override.
-# Fields whose Matterport value a pretrained file needs: batch norm (coco and
-# imagenet hold its statistics) and the 512-channel RPN conv (coco).
-PRETRAINED_FIELDS = {"coco": ("NORM", "RPN_CONV_CHANNELS"), "imagenet": ("NORM",)}
-
-DEMO_CONFIG = {"IMAGE_MIN_DIM": 192, "IMAGE_MAX_DIM": 192, "RPN_ANCHOR_SCALES": (24, 48, 96, 144, 192),
-               "LEARNING_RATE_DECAY": "cosine"}
-DEMO_EPOCHS = (6, 2)
-DEMO_MINUTES = 10.0
-
-
 def make_config(args, mode, saved=None):
-    """LesionConfig for the mode: the saved run's architecture, then --config overrides."""
-    from mrcnn.config import Config
+    """LesionConfig for the mode (skinlesion.runs.lesion_config): the saved run, the demo, --config."""
     from skinlesion import LesionConfig
-    saved = saved or {}
-    scheme = args.classes or saved.get("CLASS_SCHEME") or "lesion"
-    if saved.get("CLASS_SCHEME") and args.classes and args.classes != saved["CLASS_SCHEME"] and mode != "train":
-        raise UserError(f"--classes {args.classes}: the checkpoint was trained with "
-                        f"--classes {saved['CLASS_SCHEME']}; leave --classes out or retrain")
-    # The saved run's architecture; a field added after it was saved has
-    # Matterport's default, which is what the run was built with.
-    fields = LesionConfig.fields_from_dict(saved, ARCHITECTURE_FIELDS) if saved else {}
-    if mode == "train" and not saved and not args.dataset:
-        fields.update(DEMO_CONFIG)
-    overrides = parse_overrides(args.config, LesionConfig)
-    # Pretrained files hold Matterport's layers; LesionConfig's lighter choices
-    # for these fields are for training from scratch.
-    for key in PRETRAINED_FIELDS.get(args.weights, ()):
-        value = getattr(Config, key)
-        if key not in overrides and fields.get(key, getattr(LesionConfig, key)) != value:
-            log.info("--weights %s: the pretrained file needs %s=%r", args.weights, key, value)
-            fields[key] = value
-    fields.update(overrides)
-    if mode != "train":
-        fields.setdefault("IMAGES_PER_GPU", 1)
-        fields["GPU_COUNT"] = 1
-    try:
-        return LesionConfig(classes=scheme, **fields)
-    except ValueError as err:
-        raise UserError(str(err)) from err
+    from skinlesion.runs import lesion_config
+    overrides = LesionConfig.parse_overrides(args.config)
+    demo = mode == "train" and not args.dataset
+    return lesion_config(mode, args.classes, saved, overrides, weights=args.weights, demo=demo)
 
 
 # ------------------------------------------------------------------ datasets
@@ -255,12 +131,12 @@ def resolve_weights(args, default):
 
 
 def find_last_checkpoint(logs, name=None):
-    """Newest checkpoint under logs, or UserError saying how to get one.
+    """Newest checkpoint under logs (mrcnn.runs), or UserError saying how to get one.
 
     name: the config NAME to look for; None takes runs of any NAME (the newest
     wins), so ``--weights last`` finds a run trained with ``--config NAME=...``.
     """
-    from mrcnn.model import find_last_checkpoint as find_last
+    from mrcnn.runs import find_last_checkpoint as find_last
     try:
         return find_last(logs, name)
     except FileNotFoundError as err:
@@ -270,7 +146,7 @@ def find_last_checkpoint(logs, name=None):
 def name_override(args):
     """The NAME given with --config NAME=..., or None."""
     from skinlesion.config import LesionConfig
-    return parse_overrides(args.config, LesionConfig).get("NAME")
+    return LesionConfig.parse_overrides(args.config).get("NAME")
 
 
 def load_pretrained(model, kind, config):
@@ -302,11 +178,13 @@ def augmentation_for(kind, synthetic=False):
 
 def cmd_train(args):
     from mrcnn import model as modellib
+    from mrcnn import runs, schedule
+    from skinlesion.runs import DEFAULT_EPOCHS, DEMO_EPOCHS, DEMO_MINUTES
     weights_kind, weights_path = resolve_weights(args, "none")
     saved = {}
     if weights_kind == "last":
         weights_path = find_last_checkpoint(args.logs, name_override(args))
-        saved = run_config_of(weights_path)
+        saved = runs.run_config_of(weights_path)
     config = make_config(args, "train", saved)
     train_set, train_summary = load_dataset(args, "train", config.CLASS_SCHEME, config)
     val_set, _ = load_dataset(args, "val", config.CLASS_SCHEME, config)
@@ -321,60 +199,21 @@ def cmd_train(args):
     elif weights_kind in ("last", "path"):
         model.load_weights(weights_path, by_name=True)
         log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
-    default_heads, default_all = DEMO_EPOCHS if not args.dataset else (4, 1)
+    default_heads, default_all = DEMO_EPOCHS if not args.dataset else DEFAULT_EPOCHS
     epochs_heads = args.epochs_heads if args.epochs_heads is not None else default_heads
     epochs_all = args.epochs_all if args.epochs_all is not None else default_all
-    augmentation = augmentation_for(args.augment, synthetic=train_summary.get("layout") == "synthetic")
-    lr = config.LEARNING_RATE
     if args.minutes is None and not args.dataset and not saved:
         args.minutes = DEMO_MINUTES
         log.info("demo: training for at most %d epochs or %g minutes, whichever ends first (--minutes to change)",
                  epochs_heads + epochs_all, DEMO_MINUTES)
     from_scratch = weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED"))
-    one_stage = from_scratch and config.LEARNING_RATE_DECAY == "cosine"
-    budgets = [None, None]
-    if args.minutes is not None:
-        if args.minutes <= 0:
-            raise UserError(f"--minutes {args.minutes}: must be > 0")
-        from mrcnn.training import TimeBudget
-        start = time.monotonic()
-        share = epochs_heads / max(1, epochs_heads + epochs_all)
-        budgets = [TimeBudget(start + 60 * args.minutes * share), TimeBudget(start + 60 * args.minutes)]
-        if not one_stage:
-            log.info("--minutes %g: stage 1 until %.1f min, stage 2 until %g min", args.minutes,
-                     args.minutes * share, args.minutes)
-    callbacks = [[b] if b else None for b in budgets]
     try:
-        if one_stage:
-            # The cosine decay already ends at a low rate; a second stage at
-            # LEARNING_RATE/10 would only start another decay from there.
-            log.info("LEARNING_RATE_DECAY=cosine from scratch: all layers train in one stage up to epoch %d, "
-                     "LEARNING_RATE=%g decaying to 1 %% by the end%s", epochs_heads + epochs_all, lr,
-                     f" of --minutes {args.minutes:g}" if budgets[1] else "")
-            config.PRETRAINED = False
-            model.train(train_set, val_set, lr, epochs_heads + epochs_all, "all", augmentation=augmentation,
-                        custom_callbacks=callbacks[1])
-        else:
-            if from_scratch:
-                if weights_kind == "none":
-                    log.info("--weights none: stage 1 (heads only) is skipped, a random backbone has nothing "
-                             "to keep; all layers train from the start, at LEARNING_RATE for %d epochs, "
-                             "then LEARNING_RATE/10 for %d", epochs_heads, epochs_all)
-                config.PRETRAINED = False
-                model.train(train_set, val_set, lr, epochs_heads, "all", augmentation=augmentation,
-                            custom_callbacks=callbacks[0])
-            else:
-                config.PRETRAINED = True
-                log.info("stage 1: heads at LEARNING_RATE=%g up to epoch %d", lr, epochs_heads)
-                model.train(train_set, val_set, lr, epochs_heads, "heads", augmentation=augmentation,
-                            custom_callbacks=callbacks[0])
-            if budgets[1] is not None and time.monotonic() >= budgets[1].deadline:
-                log.info("--minutes %g: no time left for stage 2", args.minutes)
-            else:
-                log.info("stage 2: all layers at LEARNING_RATE/10=%g up to epoch %d", lr / 10,
-                         epochs_heads + epochs_all)
-                model.train(train_set, val_set, lr / 10, epochs_heads + epochs_all, "all",
-                            augmentation=augmentation, custom_callbacks=callbacks[1])
+        stages = schedule.plan_stages(config, epochs_heads, epochs_all, from_scratch, args.minutes)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    augmentation = augmentation_for(args.augment, synthetic=train_summary.get("layout") == "synthetic")
+    try:
+        schedule.run_stages(model, stages, train_set, val_set, augmentation, from_scratch)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the epoch in progress was saved in {model.log_dir}; "
               f"resume with --weights last", file=sys.stderr)
@@ -388,18 +227,19 @@ def cmd_train(args):
 
 # ----------------------------------------------------------------- inference
 def inference_model(args):
-    """(MaskRCNN inference model with weights, config, weights path)."""
+    """(MaskRCNN inference model with weights, config, weights path) for --weights.
+
+    A run's checkpoint loads as skinlesion.runs.load_model does: the graph
+    keeps every scored detection and skinlesion.inference applies the
+    threshold, so the best detection can still be used (flagged) when none passes.
+    """
     from mrcnn import model as modellib
+    from mrcnn import runs
     weights_kind, weights_path = resolve_weights(args, "last")
     if weights_kind == "last":
         weights_path = find_last_checkpoint(args.logs, name_override(args))
-    saved = run_config_of(weights_path) if weights_path else {}
-    config = make_config(args, "inference", saved)
-    # The graph keeps every detection with a score; the user threshold is applied
-    # afterwards so the best detection can still be used (flagged) when none passes.
-    user_threshold = config.DETECTION_MIN_CONFIDENCE
-    config.DETECTION_MIN_CONFIDENCE = 0.0
-    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=args.logs)
+    config = make_config(args, "inference", runs.run_config_of(weights_path))
+    model = modellib.MaskRCNN("inference", config, args.logs, graph_min_confidence=0.0)
     if weights_kind in ("coco", "imagenet"):
         load_pretrained(model, weights_kind, config)
     elif weights_kind == "none":
@@ -407,7 +247,6 @@ def inference_model(args):
     else:
         model.load_weights(weights_path, by_name=True)
         log.info("weights: %s", weights_path)
-    config.DETECTION_MIN_CONFIDENCE = user_threshold
     return model, config, weights_path
 
 

@@ -7,8 +7,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from .config import CHOICES
 
-NORMS = ("batch", "group")
+NORMS = CHOICES["NORM"]
 
 
 def norm_layer(name, momentum=0.99, kind="batch"):

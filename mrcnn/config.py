@@ -5,6 +5,8 @@ values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE, BACKBONE_STRIDES use) are
 computed in ``__init__`` and checked, so a bad value fails at construction with
 a message that names the field.
 """
+import ast
+import difflib
 import json
 import logging
 
@@ -12,11 +14,22 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Config.COMPUTE_DTYPE values (mrcnn.precision maps them to Keras dtype policies;
-# "auto" is resolved per machine by mrcnn.runtime.resolve_compute_dtype).
-COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
-# Learning-rate decays within a train() call (Config.LEARNING_RATE_DECAY; mrcnn.training.learning_rate).
-LEARNING_RATE_DECAYS = ("none", "cosine")
+# The allowed values of the fields that take one of a few words, in one place
+# (validate() checks them; mrcnn.precision, mrcnn.backbone and the CLI read them).
+# COMPUTE_DTYPE "auto" is resolved per machine by mrcnn.runtime.resolve_compute_dtype.
+CHOICES = {
+    "COMPUTE_DTYPE": ("auto", "float32", "bfloat16"),
+    "LEARNING_RATE_DECAY": ("none", "cosine"),
+    "DETECTION_SCORE": ("class", "foreground"),
+    "PREPROCESS": ("none", "shades_of_grey"),
+    "NORM": ("batch", "group"),
+    "OPTIMIZER": ("sgd", "adam"),
+    "IMAGE_RESIZE_MODE": ("square", "pad64", "crop", "none"),
+}
+COMPUTE_DTYPES = CHOICES["COMPUTE_DTYPE"]
+# Upper-case class attributes of Config that describe the fields rather than being one.
+_NOT_FIELDS = frozenset({"ARCHITECTURE_FIELDS"})
+LEARNING_RATE_DECAYS = CHOICES["LEARNING_RATE_DECAY"]
 
 
 class ConfigError(ValueError):
@@ -94,8 +107,14 @@ class Config:
     GRADIENT_CLIP_NORM = 5.0
 
     # Extensions (not in Matterport):
-    # parallel loader threads for training;
+    # parallel loader threads for training (mrcnn.data.DataGenerator).
     WORKERS = 2
+    # Keras fit() verbosity in train(): "auto", 0 (silent), 1 (bar) or 2 (a line per epoch).
+    VERBOSE = "auto"
+    # Whether the backbone started from pretrained weights (coco / imagenet);
+    # training sets it and a run's config.json keeps it, so a resumed run knows
+    # whether it trains from scratch (mrcnn.schedule).
+    PRETRAINED = False
     # batch-norm moving-average momentum (Keras default 0.99). Training from
     # scratch for a few hundred steps wants 0.9 so the inference statistics
     # catch up with the weights.
@@ -104,9 +123,9 @@ class Config:
     # beta_1 = LEARNING_MOMENTUM), which converges much faster from scratch.
     OPTIMIZER = "sgd"
     # Linear learning-rate warm-up over the first N steps of each train() call
-    # (0 = none, as Matterport). From random weights the first Adam steps at
-    # full rate can throw the RPN box outputs far off (RPN box loss 6-15 in the
-    # first epoch in some runs, 2 in others); Detectron warms up for the same reason.
+    # (0 = none, as Matterport). From random weights the first full-rate Adam
+    # steps can throw the RPN box outputs far off; Detectron warms up for the
+    # same reason.
     LEARNING_RATE_WARMUP = 0
     # Learning-rate decay within each train() call: "none" (Matterport: constant;
     # lower it yourself between calls) or "cosine" (from LEARNING_RATE down to
@@ -120,23 +139,18 @@ class Config:
     # training from scratch with a batch of 1-2 images, where batch norm's
     # moving averages do not match the batch statistics the heads learned on).
     NORM = "batch"
+    # Width of the RPN's shared 3x3 conv (Matterport 512, which the COCO file
+    # holds; torchvision uses the FPN depth, 256). It runs on every pyramid
+    # level, P2 included, so its width sets much of the RPN's cost
+    # (bench/flops.py counts it).
+    RPN_CONV_CHANNELS = 512
     # RPN anchor labels: positive at IoU >= RPN_POSITIVE_IOU with a gt box (or
     # the best anchor of a box), negative below RPN_NEGATIVE_IOU (Matterport
     # hard-codes 0.7 / 0.3). With one anchor scale per pyramid level, objects
     # larger than half the image often have no anchor at 0.7 (coarse grid on
     # P5/P6), leaving one positive anchor per image.
-    # Width of the RPN's shared 3x3 conv (Matterport 512, which the COCO file
-    # holds; torchvision uses the FPN depth, 256). It runs on every pyramid
-    # level, P2 included: at 512 px with 512 channels it costs 26 GMAC, three
-    # quarters of the whole ResNet-50-FPN (bench/flops.py).
-    RPN_CONV_CHANNELS = 512
     RPN_POSITIVE_IOU = 0.7
     RPN_NEGATIVE_IOU = 0.3
-    # One box regressor and one mask for all classes instead of one per class
-    # (Detectron's CLS_AGNOSTIC_BBOX_REG / CLS_AGNOSTIC_MASK). Matterport is per
-    # class; with few images split over classes that are the same kind of
-    # object (nevus vs melanoma), each per-class regressor and mask sees a third
-    # of the data, and the mask used is that of the predicted, possibly wrong, class.
     # Arithmetic precision of the convolutions (mrcnn.precision): "float32"
     # (Matterport), "bfloat16" (mixed: float32 weights and geometry, bfloat16
     # convolutions; 2.5x the float32 conv rate on CPUs with AVX512_BF16, 6x
@@ -166,10 +180,13 @@ class Config:
     # object class, its score 1 - P(background), and NMS runs across classes.
     # They differ only with two or more object classes: a lesion ROI with
     # P = [0.4 background, 0.2, 0.2, 0.2 three diagnoses] is a lesion for
-    # "foreground" (0.6) and nothing for "class" (PH2-trained model on ISIC
-    # 2017 images: in 40 % of the images every ROI lost to background so, and
-    # 41 % of those had P(background) < 0.5; README cross-dataset table).
+    # "foreground" (0.6) and nothing for "class" (README, design notes).
     DETECTION_SCORE = "class"
+    # One box regressor and one mask for all classes instead of one per class
+    # (Detectron's CLS_AGNOSTIC_BBOX_REG / CLS_AGNOSTIC_MASK). Matterport is per
+    # class; with few images split over classes that are the same kind of
+    # object (nevus vs melanoma), each per-class regressor and mask sees a third
+    # of the data, and the mask used is that of the predicted, possibly wrong, class.
     CLASS_AGNOSTIC_BOXES = False
     CLASS_AGNOSTIC_MASKS = False
     # Image preprocessing before the mean pixel is subtracted, in training and
@@ -177,7 +194,27 @@ class Config:
     # (colour constancy, p = 6: removes the dermoscope's colour cast).
     PREPROCESS = "none"
 
-    def __init__(self):
+    # Fields that define the architecture and preprocessing of a trained model:
+    # a checkpoint must be rebuilt with the same values to give the same
+    # results (mrcnn.runs rebuilds a saved run's config from these). NAME keeps
+    # a resumed run in its folder. A subclass adds its own (LesionConfig: none
+    # beyond the class scheme, which sets NUM_CLASSES).
+    ARCHITECTURE_FIELDS = frozenset({
+        "NAME", "NUM_CLASSES", "BACKBONE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE",
+        "IMAGE_MIN_SCALE", "MEAN_PIXEL", "PREPROCESS", "NORM", "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS",
+        "RPN_ANCHOR_STRIDE", "BACKBONE_STRIDES", "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_CHANNELS",
+        "FPN_CLASSIF_FC_LAYERS_SIZE", "MASK_HEAD_CHANNELS", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
+        "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD",
+        "DETECTION_MAX_INSTANCES", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
+        "DETECTION_MASK_THRESHOLD", "CLASS_AGNOSTIC_BOXES", "CLASS_AGNOSTIC_MASKS"})
+
+    def __init__(self, **overrides):
+        """Set any upper-case field by keyword (``Config(IMAGE_MAX_DIM=512)``), then derive and validate.
+
+        Subclasses that set class attributes call ``super().__init__()`` as in
+        Matterport. Raises ConfigError naming an unknown field.
+        """
+        self._set_fields(overrides)
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         if self.IMAGE_RESIZE_MODE == "crop":
             self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM,
@@ -194,12 +231,14 @@ class Config:
         def fail(field, message):
             raise ConfigError(f"Config.{field}: {message}")
 
+        for field, allowed in CHOICES.items():
+            value = getattr(self, field)
+            if (value.lower() if field == "OPTIMIZER" and isinstance(value, str) else value) not in allowed:
+                fail(field, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
         if not isinstance(self.NUM_CLASSES, int) or self.NUM_CLASSES < 1:
             fail("NUM_CLASSES", f"must be an int >= 1 (background included), got {self.NUM_CLASSES!r}")
         if self.IMAGES_PER_GPU < 1 or self.GPU_COUNT < 1:
             fail("IMAGES_PER_GPU", "IMAGES_PER_GPU and GPU_COUNT must be >= 1")
-        if self.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
-            fail("IMAGE_RESIZE_MODE", f"must be square, pad64, crop or none, got {self.IMAGE_RESIZE_MODE!r}")
         if self.IMAGE_RESIZE_MODE in ("square", "pad64", "crop"):
             dim = self.IMAGE_MIN_DIM if self.IMAGE_RESIZE_MODE == "crop" else self.IMAGE_MAX_DIM
             if dim % 64:
@@ -217,21 +256,11 @@ class Config:
                                       f"got {len(self.RPN_ANCHOR_SCALES)}")
         if not isinstance(self.LEARNING_RATE_WARMUP, int) or self.LEARNING_RATE_WARMUP < 0:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
-        if self.LEARNING_RATE_DECAY not in LEARNING_RATE_DECAYS:
-            fail("LEARNING_RATE_DECAY", f"must be one of {LEARNING_RATE_DECAYS}, got {self.LEARNING_RATE_DECAY!r}")
         if not 1.0 <= self.DETECTION_MASK_BOX_SCALE <= 3.0:
             fail("DETECTION_MASK_BOX_SCALE", f"must be in [1, 3] (1 = the detected box), "
                                              f"got {self.DETECTION_MASK_BOX_SCALE}")
         if not 0 < self.DETECTION_MASK_THRESHOLD < 1:
             fail("DETECTION_MASK_THRESHOLD", f"must be in (0, 1), got {self.DETECTION_MASK_THRESHOLD}")
-        if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:
-            fail("COMPUTE_DTYPE", f"must be one of {COMPUTE_DTYPES}, got {self.COMPUTE_DTYPE!r}")
-        if self.DETECTION_SCORE not in ("class", "foreground"):
-            fail("DETECTION_SCORE", f"must be 'class' or 'foreground', got {self.DETECTION_SCORE!r}")
-        if self.PREPROCESS not in ("none", "shades_of_grey"):
-            fail("PREPROCESS", f"must be 'none' or 'shades_of_grey', got {self.PREPROCESS!r}")
-        if self.NORM not in ("batch", "group"):
-            fail("NORM", f"must be 'batch' or 'group', got {self.NORM!r}")
         if not 0 < self.RPN_NEGATIVE_IOU <= self.RPN_POSITIVE_IOU <= 1:
             fail("RPN_POSITIVE_IOU", "need 0 < RPN_NEGATIVE_IOU <= RPN_POSITIVE_IOU <= 1, got "
                                      f"{self.RPN_NEGATIVE_IOU} and {self.RPN_POSITIVE_IOU}")
@@ -250,18 +279,84 @@ class Config:
         if list(self.MASK_SHAPE) != [2 * self.MASK_POOL_SIZE] * 2:
             fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}) in each dimension, "
                                f"got {list(self.MASK_SHAPE)}")
-        if str(self.OPTIMIZER).lower() not in ("sgd", "adam"):
-            fail("OPTIMIZER", f"must be 'sgd' or 'adam', got {self.OPTIMIZER!r}")
         unknown_losses = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
         if unknown_losses:
             fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown_losses)}; "
                                  f"known: {sorted(Config.LOSS_WEIGHTS)}")
 
+    def _set_fields(self, fields):
+        """setattr for each {FIELD: value}; ConfigError naming a field the class does not have."""
+        for name, value in fields.items():
+            if not name.isupper() or not hasattr(type(self), name):
+                near = difflib.get_close_matches(str(name).upper(), self.field_names(), n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(near)}?" if near else \
+                    "; fields are upper-case attributes such as IMAGE_MAX_DIM or LEARNING_RATE"
+                raise ConfigError(f"{type(self).__name__}.{name}: unknown field{hint}")
+            setattr(self, name, value)
+
+    @classmethod
+    def field_names(cls):
+        """The upper-case field names of this config class (sorted)."""
+        return sorted(name for name in dir(cls) if name.isupper() and not name.startswith("__")
+                      and name not in _NOT_FIELDS)
+
+    @classmethod
+    def parse_overrides(cls, pairs, reserved=None):
+        """``KEY=VALUE`` strings (the CLI's ``--config``) -> {KEY: value}, typed like cls's defaults.
+
+        Values are read as Python literals and never evaluated as code
+        (ast.literal_eval; a bare word stays a string), then checked against
+        the type of the field's default (an int field takes 3, not 3.5; a
+        float field takes 3 as 3.0; an array field a list of as many numbers).
+        reserved: {FIELD: how to set it instead} for fields this way must not
+        set (ConfigError with that hint).
+        Raises ConfigError naming the field and the nearest field names.
+        """
+        fields = cls.field_names()
+        overrides = {}
+        for pair in pairs:
+            if "=" not in pair:
+                raise ConfigError(f"--config {pair!r}: expected KEY=VALUE, e.g. --config IMAGE_MAX_DIM=512")
+            key, raw = pair.split("=", 1)
+            key = key.strip().upper()
+            if key not in fields:
+                near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                raise ConfigError(f"--config {key}: unknown Config field{hint}")
+            if reserved and key in reserved:
+                raise ConfigError(f"--config {key}: {reserved[key]}")
+            try:
+                value = ast.literal_eval(raw.strip())
+            except (ValueError, SyntaxError):
+                value = raw.strip()
+            overrides[key] = _coerce(key, value, getattr(cls, key))
+        return overrides
+
+    @classmethod
+    def from_overrides(cls, pairs, **fields):
+        """A config of this class from ``KEY=VALUE`` strings (see parse_overrides) over keyword fields."""
+        fields.update(cls.parse_overrides(pairs))
+        return cls(**fields)
+
+    @classmethod
+    def from_saved(cls, saved, **overrides):
+        """This class's config rebuilt from a run's saved dict (its config.json), then overrides.
+
+        Only ARCHITECTURE_FIELDS come from ``saved`` (a field added after the
+        run was saved gets Matterport's default, which is what the run was
+        built with); everything else is this class's default. Subclasses
+        with their own constructor arguments (LesionConfig's class scheme)
+        override this.
+        """
+        fields = cls.fields_from_dict(saved, sorted(cls.ARCHITECTURE_FIELDS)) if saved else {}
+        fields.update(overrides)
+        return cls(**fields)
+
     def to_dict(self):
         """All upper-case fields as a dict of plain Python values."""
         out = {}
         for name in dir(self):
-            if name.isupper() and not name.startswith("__"):
+            if name.isupper() and not name.startswith("__") and name not in _NOT_FIELDS:
                 value = getattr(self, name)
                 if callable(value):
                     value = getattr(value, "__name__", repr(value))
@@ -305,3 +400,42 @@ class Config:
         for key, value in sorted(self.to_dict().items()):
             print(f"{key:30} {value}")
         print("\n")
+
+
+def _coerce(key, value, default):
+    """A --config value checked against the field's default type; converted where lossless.
+
+    Raises ConfigError naming the field and the type it expects.
+    """
+    def wrong(expected):
+        return ConfigError(f"--config {key}={value!r}: expected {expected}")
+
+    if default is None or callable(default):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise wrong("True or False")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise wrong("an integer")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise wrong("a number")
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, np.ndarray):
+        if isinstance(value, (list, tuple)) and len(value) == default.size:
+            return np.array(value, dtype=default.dtype if default.dtype.kind == "f" else float)
+        raise wrong(f"a list of {default.size} numbers")
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return type(default)(value)
+        raise wrong(f"a list such as {list(default)!r}")
+    if isinstance(default, dict):
+        if isinstance(value, dict):
+            return value
+        raise wrong(f"a dict such as {default!r}")
+    return value

@@ -91,11 +91,11 @@ class DetectionLayer(Float32Layer):
     Outputs: detections [B, D, 6] (boxes normalized), detection_probs [B, D, C].
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, min_confidence=None, **kwargs):
+        """min_confidence: score threshold (default config.DETECTION_MIN_CONFIDENCE), fixed at build."""
         super().__init__(**kwargs)
         self.config = config
-        # Fixed when the graph is built, even if the config object changes later.
-        self.min_confidence = float(config.DETECTION_MIN_CONFIDENCE)
+        self.min_confidence = float(config.DETECTION_MIN_CONFIDENCE if min_confidence is None else min_confidence)
 
     def call(self, inputs):
         rois, probs, deltas, image_meta = inputs

@@ -4,6 +4,7 @@ Matterport's public API: ``MaskRCNN(mode, config, model_dir)``, ``train``,
 ``detect``, ``load_weights``, ``find_last``, ``keras_model``; plus
 ``load_image_gt`` and ``log`` at module level.
 """
+import contextlib
 import datetime
 import json
 import logging
@@ -16,19 +17,16 @@ import tensorflow as tf
 from keras import layers
 
 from . import anchors as anchors_lib
+from . import runs
 from . import runtime
 from . import training as training_lib
-from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes, scale_boxes
+from .config import Config
 from .data import DataGenerator, build_rpn_targets, load_image_gt  # noqa: F401  (Matterport API)
-from .detection import DetectionBoxes, DetectionLayer, PadDetections
-from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .graph import build_graph
 from .images import compose_image_meta, mold_image, resize_image, unmold_mask
-from .precision import Float32Layer, compute_dtype_scope
-from .proposals import ProposalLayer
-from .rpn import build_rpn_model
-from .targets import DetectionTargetLayer
-from .training import AtomicCheckpoint, EpochSummary, LearningRateLog, MaskRCNNTrainer, NaNGuard
+from .runs import find_last_checkpoint  # noqa: F401  (was defined here)
+from .training import MaskRCNNTrainer, csv_header_has as _csv_header_has  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -53,141 +51,21 @@ def log(text, array=None):
     print(text)
 
 
-class ConstantAnchors(Float32Layer):
-    """Broadcast the fixed pyramid anchors of the training image size to the batch.
-
-    Input: any [B, ...] tensor (for the batch size). Output: [B, A, 4] normalized.
-    """
-
-    def __init__(self, anchors, **kwargs):
-        super().__init__(**kwargs)
-        self.anchors = np.asarray(anchors, np.float32)
-
-    def call(self, x):
-        anchors = tf.constant(self.anchors)
-        return tf.broadcast_to(anchors[None], [tf.shape(x)[0], self.anchors.shape[0], 4])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.anchors.shape[0], 4)
-
-
-class NormBoxes(Float32Layer):
-    """Pixel boxes [B, N, 4] -> normalized boxes for a fixed image shape."""
-
-    def __init__(self, image_shape, **kwargs):
-        super().__init__(**kwargs)
-        self.image_shape = tuple(int(v) for v in image_shape[:2])
-
-    def call(self, boxes):
-        h, w = self.image_shape
-        scale = tf.constant([h - 1, w - 1, h - 1, w - 1], tf.float32)
-        shift = tf.constant([0., 0., 1., 1.])
-        return (tf.cast(boxes, tf.float32) - shift) / scale
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-class SliceROIs(Float32Layer):
-    """rois [B, N, 4] -> the first `count` rois [B, count, 4]."""
-
-    def __init__(self, count, **kwargs):
-        super().__init__(**kwargs)
-        self.count = int(count)
-
-    def call(self, rois):
-        return rois[:, :self.count]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.count) + tuple(input_shape[2:])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(count=self.count)
-        return config
-
-
-class PositiveROIs(Float32Layer):
-    """The leading positive ROIs of a sampled batch, for the mask head.
-
-    Inputs: rois [B, N, 4] (positives first, as DetectionTargetLayer orders
-    them), target_class_ids [B, N]. Returns rois [B, K, 4] with K the largest
-    number of positives among the batch's images, at least 1 and at most
-    ``limit`` (the positive budget): a step whose proposals barely touch the
-    objects (early training) runs the mask head on a few boxes, not on the
-    whole budget of mostly empty slots. Slots past an image's own positives
-    are negatives or padding, which the mask loss ignores.
-    """
-
-    def __init__(self, limit, **kwargs):
-        super().__init__(**kwargs)
-        self.limit = int(limit)
-
-    def call(self, inputs):
-        rois, target_class_ids = inputs
-        positive = tf.cast(target_class_ids[:, :self.limit] > 0, tf.int32)
-        count = tf.maximum(tf.reduce_max(tf.reduce_sum(positive, axis=1)), 1)
-        return rois[:, :count]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], None, 4)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(limit=self.limit)
-        return config
-
-
-class ConcatLevels(Float32Layer):
-    """Concatenate per-level RPN outputs along the anchor axis: list of [B, Ai, k] -> [B, A, k]."""
-
-    def call(self, inputs):
-        return tf.concat(inputs, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        total = 0
-        for shape in input_shape:
-            if shape[1] is None:
-                total = None
-                break
-            total += shape[1]
-        return (input_shape[0][0], total, input_shape[0][2])
-
-
-def find_last_checkpoint(model_dir, name=None):
-    """Newest mask_rcnn_<name>_NNNN.weights.h5 of the newest <name><timestamp> run under model_dir.
-
-    name: the config NAME; None takes runs of any NAME (the newest timestamp
-    wins), so a run trained with another NAME is found without knowing it.
-    Temporary files of an interrupted save (.tmp_ prefix) never match.
-    Raises FileNotFoundError naming model_dir and what to do when there is none.
-    """
-    run_pattern = re.compile(rf"^({re.escape(name.lower()) if name else '.+?'})(\d{{8}}T\d{{4,6}})$")
-    runs = []
-    if os.path.isdir(model_dir):
-        for entry in os.listdir(model_dir):
-            match = run_pattern.match(entry)
-            if match and os.path.isdir(os.path.join(model_dir, entry)):
-                runs.append((match.group(2), match.group(1), entry))
-    for _, run_name, entry in sorted(runs, reverse=True):
-        pattern = re.compile(rf"^mask_rcnn_{re.escape(run_name)}_(\d{{4}})\.weights\.h5$")
-        checkpoints = sorted(f for f in os.listdir(os.path.join(model_dir, entry)) if pattern.match(f))
-        if checkpoints:
-            return os.path.join(model_dir, entry, checkpoints[-1])
-    shown = name.lower() if name else "<NAME>"
-    raise FileNotFoundError(f"no checkpoint found under {model_dir}"
-                            f"{f' for config NAME {shown!r}' if name else ''} "
-                            f"(looked for {shown}<timestamp>/mask_rcnn_{shown}_NNNN.weights.h5); "
-                            "train first (--mode train) or pass --weights PATH")
-
-
 class MaskRCNN:
     """Mask R-CNN in "training" or "inference" mode (Matterport's class and API)."""
 
-    def __init__(self, mode, config, model_dir):
+    def __init__(self, mode, config, model_dir, graph_min_confidence=None):
+        """mode: "training" or "inference"; model_dir: where runs and checkpoints go.
+
+        graph_min_confidence: the detection score threshold built into the
+        inference graph (default config.DETECTION_MIN_CONFIDENCE, as
+        Matterport; 0 keeps every scored detection for a caller that applies
+        its own threshold afterwards). The config is never changed.
+        """
         if mode not in ("training", "inference"):
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
         self.mode = mode
+        self._graph_min_confidence = graph_min_confidence
         self.config = config
         self.model_dir = model_dir
         self.epoch = 0
@@ -195,7 +73,7 @@ class MaskRCNN:
         self.checkpoint_path = None
         self.strategy = None
         if mode == "training" and config.GPU_COUNT > 1:
-            self.strategy = _mirrored_strategy(config.GPU_COUNT)
+            self.strategy = training_lib.mirrored_strategy(config.GPU_COUNT)
             with self.strategy.scope():
                 self.keras_model = self.build(mode, config)
         else:
@@ -205,99 +83,33 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
-        """Build the functional Keras model of the mode. Returns keras.Model."""
-        with compute_dtype_scope(config.COMPUTE_DTYPE):
-            return self._build(mode, config)
+        """Build the functional Keras model of the mode (mrcnn.graph.build_graph). Returns keras.Model."""
+        return build_graph(mode, config, self._graph_min_confidence)
 
-    def _build(self, mode, config):
-        if config.IMAGE_RESIZE_MODE in ("square", "crop") or mode == "training":
-            image_shape = tuple(int(v) for v in config.IMAGE_SHAPE)
+    @classmethod
+    def from_run(cls, run, config_class=Config, mode="inference", model_dir=None, graph_min_confidence=None,
+                 **overrides):
+        """The model of a saved run, with its config and weights: (model, checkpoint path).
+
+        run: a checkpoint file, a run folder (its newest epoch) or a logs
+        folder (its newest run). config_class: the Config subclass the run
+        was trained with (e.g. skinlesion.LesionConfig); its ``from_saved``
+        rebuilds the architecture from the run's config.json, then overrides
+        apply (e.g. DETECTION_MIN_CONFIDENCE=0.3). mode "inference" (one image
+        per batch) or "training" (continues the run: same folder, next epoch).
+        The weights load strictly: every layer of the model must be in the file.
+        Raises FileNotFoundError / ValueError naming the path when it holds no run.
+        """
+        checkpoint = runs.resolve_checkpoint(run)
+        saved = runs.run_config_of(checkpoint)
+        if mode == "inference":
+            config = runs.inference_config(config_class, saved, **overrides)
         else:
-            image_shape = (None, None, config.IMAGE_CHANNEL_COUNT)
-        h, w = config.IMAGE_SHAPE[:2]
-        if mode == "training" and (h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6)):
-            raise ValueError("Config.IMAGE_MAX_DIM: image size must be divisible by 64")
-
-        input_image = keras.Input(shape=image_shape, name="input_image")
-        input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
-        rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
-
-        anchors_per_location = len(config.RPN_ANCHOR_RATIOS)
-        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, anchors_per_location, config.TOP_DOWN_PYRAMID_SIZE,
-                              config.RPN_CONV_CHANNELS)
-        level_outputs = [rpn(p) for p in rpn_feature_maps]
-        rpn_class_logits = ConcatLevels(name="rpn_class_logits")([o[0] for o in level_outputs])
-        rpn_class = ConcatLevels(name="rpn_class")([o[1] for o in level_outputs])
-        rpn_bbox = ConcatLevels(name="rpn_bbox")([o[2] for o in level_outputs])
-
-        if mode == "training":
-            anchors = ConstantAnchors(anchors_lib.get_anchors(config, config.IMAGE_SHAPE),
-                                      name="anchors")(input_image)
-            proposal_count = config.POST_NMS_ROIS_TRAINING
-        else:
-            input_anchors = keras.Input(shape=(None, 4), name="input_anchors")
-            anchors = input_anchors
-            proposal_count = config.POST_NMS_ROIS_INFERENCE
-        rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
-                                 config.RPN_BBOX_STD_DEV, name="ROI")([rpn_class, rpn_bbox, anchors])
-
-        if mode == "training":
-            input_rpn_match = keras.Input(shape=(None, 1), name="input_rpn_match", dtype="int32")
-            input_rpn_bbox = keras.Input(shape=(None, 4), name="input_rpn_bbox")
-            input_gt_class_ids = keras.Input(shape=(None,), name="input_gt_class_ids", dtype="int32")
-            input_gt_boxes = keras.Input(shape=(None, 4), name="input_gt_boxes")
-            mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else tuple(config.IMAGE_SHAPE[:2])
-            input_gt_masks = keras.Input(shape=mask_shape + (None,), name="input_gt_masks")
-            gt_boxes = NormBoxes(config.IMAGE_SHAPE, name="norm_gt_boxes")(input_gt_boxes)
-            if not config.USE_RPN_ROIS:
-                raise NotImplementedError("USE_RPN_ROIS=False (externally supplied ROIs) is not supported")
-            rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
-                config, name="proposal_targets")([rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
-            num_rois = config.TRAIN_ROIS_PER_IMAGE
-            mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
-                rois, mrcnn_feature_maps, num_rois, config)
-            # Positive ROIs come first in the sampled batch and there are at most
-            # `positives` of them: only those reach the mask loss, so only they go
-            # through the mask head (torchvision does the same; Matterport ran all).
-            # With group norm (per ROI) only as many slots as the batch's largest
-            # positive count; batch norm keeps the whole budget, so its statistics
-            # are never taken over one or two crops.
-            positives = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
-            if config.NORM == "group":
-                positive_rois = PositiveROIs(positives, name="positive_rois")([rois, target_class_ids])
-                mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, None, config)
-            else:
-                positive_rois = SliceROIs(positives, name="positive_rois")(rois)
-                mrcnn_mask = build_fpn_mask_graph(positive_rois, mrcnn_feature_maps, positives, config)
-            inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
-                      "input_rpn_match": input_rpn_match, "input_rpn_bbox": input_rpn_bbox,
-                      "input_gt_class_ids": input_gt_class_ids, "input_gt_boxes": input_gt_boxes,
-                      "input_gt_masks": input_gt_masks}
-            outputs = {"rpn_class_logits": rpn_class_logits, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox,
-                       "mrcnn_class_logits": mrcnn_class_logits, "mrcnn_class": mrcnn_class,
-                       "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask, "rpn_rois": rpn_rois,
-                       "output_rois": rois, "target_class_ids": target_class_ids,
-                       "target_bbox": target_bbox, "target_mask": target_mask}
-            # rpn_match, rpn_bbox and image_meta feed only the losses (computed in
-            # the trainer's train_step from the batch), so they are not graph inputs.
-            for key in ("input_image_meta", "input_rpn_match", "input_rpn_bbox"):
-                inputs.pop(key)
-            return keras.Model(inputs, outputs, name="mask_rcnn")
-
-        num_rois = config.POST_NMS_ROIS_INFERENCE
-        mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
-            rpn_rois, mrcnn_feature_maps, num_rois, config)
-        detections, detection_probs = DetectionLayer(config, name="mrcnn_detection")(
-            [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
-        detection_boxes = DetectionBoxes(config.DETECTION_MASK_BOX_SCALE, name="detection_boxes")(detections)
-        mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, None, config)
-        mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
-        inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
-                  "input_anchors": input_anchors}
-        outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,
-                   "mrcnn_mask": mrcnn_mask, "rpn_rois": rpn_rois, "rpn_class": rpn_class,
-                   "rpn_bbox": rpn_bbox, "detection_probs": detection_probs}
-        return keras.Model(inputs, outputs, name="mask_rcnn")
+            config = config_class.from_saved(saved, **overrides)
+        model = cls(mode, config, model_dir or runs.logs_folder_of(checkpoint),
+                    graph_min_confidence=graph_min_confidence)
+        model.load_weights(checkpoint, by_name=False)
+        return model, checkpoint
 
     def runtime_settings(self):
         """The machine settings this model runs with (mrcnn.runtime), as written to a run's runtime.json.
@@ -352,16 +164,11 @@ class MaskRCNN:
         self.epoch = 0
         now = datetime.datetime.now()
         name = self.config.NAME.lower()
-        if model_path:
-            pattern = rf".*[/\\]({re.escape(name)}\d{{8}}T\d{{4,6}})[/\\]mask_rcnn_{re.escape(name)}_(\d{{4}})\.weights\.h5$"
-            match = re.match(pattern, os.path.abspath(model_path))
-            if match:
-                now = datetime.datetime.strptime(match.group(1)[len(name):][:13], "%Y%m%dT%H%M")
-                self.epoch = int(match.group(2))
-                self.log_dir = os.path.dirname(os.path.abspath(model_path))
-                self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.weights.h5")
-                return
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M%S}")
+        parsed = runs.parse_checkpoint_path(model_path, name) if model_path else None
+        if parsed:
+            self.log_dir, _, self.epoch = parsed
+        else:
+            self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M%S}")
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.weights.h5")
 
     # -------------------------------------------------------------- training
@@ -420,52 +227,25 @@ class MaskRCNN:
         logger.info("starting at epoch %d, LR=%g, layers=%s; checkpoints in %s",
                     self.epoch, learning_rate, layers, self.log_dir)
         self.set_trainable(regex)
-        scope = self.strategy.scope() if self.strategy else _null_scope()
+        scope = self.strategy.scope() if self.strategy else contextlib.nullcontext()
         with scope:
             trainer = MaskRCNNTrainer(self.keras_model, cfg)
             rate = training_lib.learning_rate(learning_rate, cfg.LEARNING_RATE_WARMUP, cfg.LEARNING_RATE_DECAY)
-            if str(cfg.OPTIMIZER).lower() == "adam":
-                optimizer = keras.optimizers.Adam(learning_rate=rate, beta_1=cfg.LEARNING_MOMENTUM,
-                                                  clipnorm=cfg.GRADIENT_CLIP_NORM)
-            else:
-                optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=cfg.LEARNING_MOMENTUM,
-                                                 clipnorm=cfg.GRADIENT_CLIP_NORM)
-            trainer.compile(optimizer=optimizer)
-        checkpoint = AtomicCheckpoint(self.keras_model, self.checkpoint_path)
-        nan_guard = NaNGuard()
-        csv_path = os.path.join(self.log_dir, "losses.csv")
-        # The learning rate becomes a losses.csv column, except in a file begun
-        # without it (a run resumed from an older version keeps its columns).
-        rate_log = [LearningRateLog(rate)] if _csv_header_has(csv_path, "learning_rate") else []
-        callbacks = rate_log + [
-            training_lib.QuietTensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            keras.callbacks.CSVLogger(csv_path, append=True),
-            checkpoint, nan_guard, EpochSummary(),
-        ] + list(custom_callbacks or [])
-        if isinstance(rate, training_lib.CosineDecaySchedule):
-            # A TimeBudget among the callbacks ends the run early: decay to its deadline.
-            deadlines = [c.deadline for c in callbacks if isinstance(c, training_lib.TimeBudget)]
-            # The decay spans this call (from self.epoch to epochs), as each Matterport stage.
-            callbacks.append(training_lib.DecayProgress(
-                rate, (epochs - self.epoch) * cfg.STEPS_PER_EPOCH, min(deadlines) if deadlines else None))
-        epoch_in_progress = self.epoch
-
-        class _Progress(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                nonlocal epoch_in_progress
-                epoch_in_progress = epoch + 1
-
-        callbacks.append(_Progress())
+            trainer.compile(optimizer=training_lib.make_optimizer(cfg, rate))
+        callbacks, checkpoint, nan_guard, progress = training_lib.fit_callbacks(
+            self.keras_model, self.checkpoint_path, self.log_dir, rate,
+            (epochs - self.epoch) * cfg.STEPS_PER_EPOCH, custom_callbacks, self.epoch)
         try:
             history = trainer.fit(train_gen, initial_epoch=self.epoch, epochs=epochs,
                                   steps_per_epoch=cfg.STEPS_PER_EPOCH, callbacks=callbacks,
                                   validation_data=val_gen,
                                   validation_steps=cfg.VALIDATION_STEPS if val_gen else None,
-                                  verbose=getattr(cfg, "VERBOSE", "auto"))
+                                  verbose=cfg.VERBOSE)
         except KeyboardInterrupt:
-            path = checkpoint.save(max(epoch_in_progress, 1))
+            epoch_in_progress = max(progress.epoch, 1)
+            path = checkpoint.save(epoch_in_progress)
             logger.warning("interrupted during epoch %d: saved %s", epoch_in_progress, path)
-            self.epoch = max(epoch_in_progress, 1)
+            self.epoch = epoch_in_progress
             raise
         finally:
             self.skipped_images = train_gen.skipped + (val_gen.skipped if val_gen else [])
@@ -611,37 +391,6 @@ class MaskRCNN:
         with open(path, "w") as f:
             json.dump(self.config.to_dict(), f, indent=2, default=str)
         return path
-
-
-def _csv_header_has(path, column):
-    """True when the CSV file at path is absent or empty, or its header row names column."""
-    if not os.path.exists(path):
-        return True
-    with open(path) as f:
-        header = f.readline().strip()
-    return not header or column in header.split(",")
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _mirrored_strategy(count):
-    """MirroredStrategy over `count` GPUs, or over logical CPUs when there is no GPU (tests)."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) >= count:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus[:count]])
-    cpus = tf.config.list_logical_devices("CPU")
-    if len(cpus) >= count:
-        logger.warning("GPU_COUNT=%d but only %d GPU(s): mirroring over %d logical CPUs",
-                       count, len(gpus), count)
-        return tf.distribute.MirroredStrategy([d.name for d in cpus[:count]])
-    raise RuntimeError(f"Config.GPU_COUNT={count} but only {len(gpus)} GPU(s) are visible; "
-                       "set GPU_COUNT to the number of GPUs")
 
 
 __all__ = ["MaskRCNN", "load_image_gt", "build_rpn_targets", "log", "DataGenerator"]

@@ -328,3 +328,75 @@ class TimeBudget(keras.callbacks.Callback):
             log.info("time budget reached in epoch %d after step %d: finishing the epoch here",
                      self._epoch, batch + 1)
             self.model.stop_training = True
+
+
+def make_optimizer(config, rate):
+    """The optimizer of Config.OPTIMIZER ("sgd": SGD with LEARNING_MOMENTUM, Matterport's;
+    "adam": Adam with beta_1 = LEARNING_MOMENTUM), clipped at GRADIENT_CLIP_NORM.
+
+    rate: a float or a keras LearningRateSchedule (mrcnn.training.learning_rate).
+    """
+    if str(config.OPTIMIZER).lower() == "adam":
+        return keras.optimizers.Adam(learning_rate=rate, beta_1=config.LEARNING_MOMENTUM,
+                                     clipnorm=config.GRADIENT_CLIP_NORM)
+    return keras.optimizers.SGD(learning_rate=rate, momentum=config.LEARNING_MOMENTUM,
+                                clipnorm=config.GRADIENT_CLIP_NORM)
+
+
+class EpochInProgress(keras.callbacks.Callback):
+    """Remembers the 1-based number of the epoch being trained (for saving it on Ctrl-C)."""
+
+    def __init__(self, epoch=0):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+
+def fit_callbacks(net, checkpoint_path, log_dir, rate, total_steps, custom_callbacks=None, start_epoch=0):
+    """The callbacks of one MaskRCNN.train() call: (callbacks, checkpoint, nan_guard, progress).
+
+    losses.csv (with a learning_rate column, except in a file begun without
+    it: a run resumed from an older version keeps its columns), TensorBoard,
+    atomic checkpoints, the NaN guard, the epoch summary, the caller's own,
+    and for a cosine rate the decay progress over ``total_steps`` steps or
+    to the earliest TimeBudget deadline among the callbacks.
+    """
+    checkpoint = AtomicCheckpoint(net, checkpoint_path)
+    nan_guard = NaNGuard()
+    progress = EpochInProgress(start_epoch)
+    csv_path = os.path.join(log_dir, "losses.csv")
+    rate_log = [LearningRateLog(rate)] if csv_header_has(csv_path, "learning_rate") else []
+    callbacks = rate_log + [
+        QuietTensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+        checkpoint, nan_guard, EpochSummary(),
+    ] + list(custom_callbacks or [])
+    if isinstance(rate, CosineDecaySchedule):
+        deadlines = [c.deadline for c in callbacks if isinstance(c, TimeBudget)]
+        callbacks.append(DecayProgress(rate, total_steps, min(deadlines) if deadlines else None))
+    return callbacks + [progress], checkpoint, nan_guard, progress
+
+
+def csv_header_has(path, column):
+    """True when the CSV file at path is absent or empty, or its header row names column."""
+    if not os.path.exists(path):
+        return True
+    with open(path) as f:
+        header = f.readline().strip()
+    return not header or column in header.split(",")
+
+
+def mirrored_strategy(count):
+    """MirroredStrategy over `count` GPUs, or over logical CPUs when there is no GPU (tests)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) >= count:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus[:count]])
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) >= count:
+        log.warning("GPU_COUNT=%d but only %d GPU(s): mirroring over %d logical CPUs",
+                       count, len(gpus), count)
+        return tf.distribute.MirroredStrategy([d.name for d in cpus[:count]])
+    raise RuntimeError(f"Config.GPU_COUNT={count} but only {len(gpus)} GPU(s) are visible; "
+                       "set GPU_COUNT to the number of GPUs")

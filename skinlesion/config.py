@@ -6,6 +6,10 @@ from skinlesion import schemes
 
 log = logging.getLogger(__name__)
 
+# Fields the class scheme sets: the CLI's --config must not set them.
+_SCHEME_FIELDS = {"NUM_CLASSES": "set the classes with --classes SCHEME instead",
+                  "CLASS_SCHEME": "set the classes with --classes SCHEME instead"}
+
 
 class LesionConfig(Config):
     """Config for skin lesions; NUM_CLASSES follows the class scheme.
@@ -109,19 +113,34 @@ class LesionConfig(Config):
         except schemes.SchemeError as err:
             raise ConfigError(f"LesionConfig.CLASS_SCHEME: {err}") from err
         wanted = schemes.num_classes(scheme)
-        for name, value in overrides.items():
-            if not name.isupper() or not (hasattr(Config, name) or hasattr(type(self), name)):
-                raise ConfigError(f"LesionConfig.{name}: unknown field; fields are upper-case "
-                                  f"Config attributes such as IMAGE_MAX_DIM or LEARNING_RATE")
-            if name == "NUM_CLASSES" and value != wanted:
-                raise ConfigError(f"LesionConfig.NUM_CLASSES: {value} contradicts classes={scheme!r}, "
-                                  f"which has {wanted - 1} classes + background = {wanted}; "
-                                  f"leave NUM_CLASSES out, it follows the scheme")
-            setattr(self, name, value)
+        if overrides.get("NUM_CLASSES", wanted) != wanted:
+            raise ConfigError(f"LesionConfig.NUM_CLASSES: {overrides['NUM_CLASSES']} contradicts "
+                              f"classes={scheme!r}, which has {wanted - 1} classes + background = {wanted}; "
+                              f"leave NUM_CLASSES out, it follows the scheme")
         self.CLASS_SCHEME = scheme
         self.NUM_CLASSES = wanted
         self.CLASS_NAMES = ("BG",) + schemes.class_names(scheme)
-        super().__init__()
+        super().__init__(**overrides)
+
+    @classmethod
+    def parse_overrides(cls, pairs, reserved=None):
+        """Config.parse_overrides with NUM_CLASSES and CLASS_SCHEME reserved for the class scheme."""
+        return super().parse_overrides(pairs, reserved if reserved is not None else _SCHEME_FIELDS)
+
+    @classmethod
+    def from_saved(cls, saved, classes=None, **overrides):
+        """A saved run's LesionConfig: its class scheme (or ``classes``) and architecture, then overrides.
+
+        saved: the run's config.json as a dict. Raises ConfigError when
+        ``classes`` contradicts the scheme the run was trained with.
+        """
+        trained = saved.get("CLASS_SCHEME")
+        if trained and classes and classes != trained:
+            raise ConfigError(f"LesionConfig.CLASS_SCHEME: the checkpoint was trained with classes "
+                              f"{trained!r}, not {classes!r}; leave the classes out or retrain")
+        fields = cls.fields_from_dict(saved, sorted(cls.ARCHITECTURE_FIELDS - {"NUM_CLASSES"})) if saved else {}
+        fields.update(overrides)
+        return cls(classes=classes or trained or cls.CLASS_SCHEME, **fields)
 
     @classmethod
     def for_scheme(cls, scheme_name, **overrides):
