@@ -5,7 +5,7 @@ setup(
     name="skinlesion-maskrcnn",
     version="0.1.0",
     description="Skin-lesion detection, segmentation and classification with a Keras 3 Mask R-CNN",
-    packages=["mrcnn", "skinlesion"],
+    packages=["mrcnn", "skinlesion", "skinlesion.layouts"],
     py_modules=["lesions"],
     python_requires=">=3.11",
     entry_points={"console_scripts": ["lesions=lesions:main"]},

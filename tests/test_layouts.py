@@ -453,3 +453,71 @@ def test_exif_rotated_jpeg_is_checked_after_rotation(tmp_path, lesion_write_pair
     dataset, summary = load(tmp_path)
     assert summary["images"] == 1 and not summary["skipped"]
     assert dataset.load_image(0).shape == (80, 64, 3) and dataset.load_mask(0)[0].shape == (80, 64, 1)
+
+
+# --------------------------------------------------------------------------- registry
+
+def test_registered_layouts_are_the_documented_ones():
+    from skinlesion import layouts
+    names = [layout.name for layout in layouts.registered()]
+    # The README's dataset table and skinlesion/layouts/__init__.py name these six.
+    assert set(names) == {"isic2016", "isic2017", "isic2018", "ham10000", "ph2", "folder"}
+    assert tuple(names) == layouts.LAYOUT_ORDER == ("isic2018", "isic2017", "isic2016", "ph2", "ham10000",
+                                                    "folder")
+    assert list(layouts.EXPECTED) == names and all(layouts.EXPECTED.values())
+
+
+@pytest.fixture
+def pairs_layout():
+    """A throw-away layout "pairs": pairs/<stem>.jpg beside pairs/<stem>_mask.png, registered for one test."""
+    from skinlesion.layouts import (Layout, Scan, check_pair, index_files, list_images, register,
+                                    unique_stems, unregister)
+
+    def detect(directory, names):
+        """True when ``directory`` has a pairs/ entry."""
+        return "pairs" in names
+
+    def scan(root, subsets=None):
+        """One record per pairs/<stem>.jpg with its <stem>_mask.png."""
+        found = Scan("pairs", root)
+        folder = os.path.join(root, "pairs")
+        files = index_files(folder)
+        images = [p for p in list_images(folder) if not p.endswith("_mask.png")]
+        for stem, image_path in unique_stems(found, images):
+            mask_path = files.get(f"{stem}_mask.png")
+            size = check_pair(found, image_path, mask_path, f"pairs/{stem}_mask.png")
+            if size is not None:
+                found.add(stem, image_path, mask_path, size)
+        return found
+
+    layout = register(Layout(name="pairs", expected="pairs/<stem>.jpg + pairs/<stem>_mask.png",
+                             detect=detect, scan=scan))
+    yield layout
+    unregister("pairs")
+
+
+def test_a_registered_layout_is_detected_and_scanned(tmp_path, lesion_write_pair, pairs_layout):
+    from skinlesion import layouts
+    root = tmp_path / "mine"
+    for i in range(4):
+        lesion_write_pair(str(root / "pairs" / f"p{i}.jpg"), str(root / "pairs" / f"p{i}_mask.png"), seed=i)
+    lesion_write_pair(str(root / "pairs" / "lonely.jpg"), None)
+    assert detect_layouts(str(tmp_path)) == [("pairs", str(root))]
+    assert layouts.resolve_layout(str(tmp_path), "pairs") == ("pairs", str(root))
+    assert "pairs" in layouts.EXPECTED and layouts.LAYOUT_ORDER[-1] == "pairs"
+    scan = layouts.scan_layout("pairs", str(root))
+    assert [r.stem for r in scan.records] == ["p0", "p1", "p2", "p3"]
+    assert [os.path.basename(s["file"]) for s in scan.skipped] == ["lonely.jpg"]
+    dataset, summary = load(tmp_path, "all")
+    assert summary["layout"] == "pairs" and summary["images"] == 4 and len(summary["skipped"]) == 1
+    assert dataset.load_mask(0)[0].shape == (64, 80, 1)
+
+
+def test_an_unregistered_layout_is_gone(tmp_path, lesion_write_pair):
+    from skinlesion import layouts
+    lesion_write_pair(str(tmp_path / "pairs" / "p0.jpg"), str(tmp_path / "pairs" / "p0_mask.png"))
+    assert "pairs" not in layouts.EXPECTED and detect_layouts(str(tmp_path)) == []
+    with pytest.raises(DatasetError, match="unknown layout; choose one of isic2018"):
+        layouts.scan_layout("pairs", str(tmp_path))
+    with pytest.raises(ValueError, match="registered already"):
+        layouts.register(layouts.registered()[0])

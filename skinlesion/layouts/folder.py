@@ -1,0 +1,72 @@
+"""A plain folder: images/ + masks/ (<stem>.png or <stem>_segmentation.png) + optional labels.csv."""
+import csv
+import os
+
+from skinlesion import schemes
+from skinlesion.layouts.base import Scan
+from skinlesion.layouts.files import (check_pair, find_image_file, index_files, list_images,
+                                      missing_row_note, read_csv_table, rows_with_columns,
+                                      skip_rows_without_image, stem_of, unique_stems)
+from skinlesion.layouts.registry import Layout, register
+
+
+def detect_folder(directory, names):
+    """True when ``directory`` has an images/ sub-folder."""
+    return "images" in names and os.path.isdir(os.path.join(directory, "images"))
+
+
+def _folder_labels(labels_path, scan):
+    """Read labels.csv: {stem: (label or None, lesion_id or None, row number)}, or {} when unusable."""
+    try:
+        header, rows = read_csv_table(labels_path)
+        col_image = next(header.index(c) for c in ("image", "image_id", "file") if c in header)
+        col_label = next(header.index(c) for c in ("label", "diagnosis", "dx") if c in header)
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration) as err:
+        scan.skip(labels_path, f"expected a header with columns image,label ({err or 'missing'}); "
+                               f"images keep no label")
+        return {}
+    col_lesion = header.index("lesion_id") if "lesion_id" in header else None
+    scan.label_files.append(labels_path)
+    labels = {}
+    for row_no, row in rows_with_columns(scan, labels_path, rows, (col_image, col_label)):
+        lesion = row[col_lesion] if col_lesion is not None and col_lesion < len(row) else None
+        labels[stem_of(row[col_image])] = (row[col_label] or None, lesion or None, row_no)
+    return labels
+
+
+def scan_folder(root, subsets=None):
+    """Scan images/ + masks/ (<stem>.png or <stem>_segmentation.png) + optional labels.csv.
+
+    labels.csv columns: image (file name or stem), label (any diagnosis name
+    in schemes.FOLDER_ALIASES), optional lesion_id (to keep several images of
+    one lesion in one subset). subsets: ignored (no official splits).
+    """
+    scan = Scan("folder", root)
+    masks = index_files(os.path.join(root, "masks"))
+    images = list_images(os.path.join(root, "images"))
+    labels_path = os.path.join(root, "labels.csv")
+    labels = _folder_labels(labels_path, scan) if os.path.isfile(labels_path) else {}
+    present = dict(unique_stems(scan, images))
+    skip_rows_without_image(scan, labels_path, {stem: row[2] for stem, row in labels.items()}, present,
+                            lambda stem: "no such image in images/")
+    for stem, image_path in sorted(present.items()):
+        mask_path = find_image_file(masks, f"{stem}_segmentation", stem)
+        size = check_pair(scan, image_path, mask_path, f"masks/{stem}.png or masks/{stem}_segmentation.png")
+        if size is None:
+            continue
+        raw, lesion_id, _ = labels.get(stem, (None, None, None))
+        diagnosis = schemes.normalise_raw("folder", raw)
+        note = missing_row_note(raw, None, scan.label_file_names())
+        if raw is not None and diagnosis is None:
+            note = (f"label {raw!r} in labels.csv is not a known diagnosis "
+                    f"(use e.g. {', '.join(schemes.DIAGNOSES[:5])}, ...)")
+        scan.add(stem, image_path, mask_path, size, lesion_id=lesion_id, raw_label=raw,
+                 diagnosis=diagnosis, label_note=note)
+    scan.vocabulary = frozenset(r.diagnosis for r in scan.records if r.diagnosis)
+    return scan
+
+
+register(Layout(name="folder",
+                expected="images/ + masks/<stem>.png or masks/<stem>_segmentation.png "
+                         "(+ labels.csv: image,label)",
+                detect=detect_folder, scan=scan_folder, has_groups=True))
