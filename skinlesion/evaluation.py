@@ -1,4 +1,8 @@
-"""Evaluate a model on a LesionDataset subset: ISIC segmentation, classification and mAP."""
+"""Evaluate a model on a LesionDataset subset: ISIC segmentation, classification and mAP.
+
+``score_image`` scores one image; the investigate report (skinlesion.report)
+uses it too, so the two agree image by image.
+"""
 import logging
 
 import numpy as np
@@ -11,6 +15,35 @@ from skinlesion.inference import Predictor
 log = logging.getLogger(__name__)
 
 MAP_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+
+def score_image(result, lesion_mask, gt_masks, gt_class_ids):
+    """Score one image: its lesion mask by ISIC Task 1, its detections by mask AP.
+
+    The one per-image scoring of ``--mode evaluate`` (evaluate_model) and of
+    the investigate report, so both give the same numbers for the same model.
+    result: a detect() dict (rois [P, 4], class_ids [P], scores [P], masks
+        [H, W, P]); lesion_mask: bool [H, W], the image's predicted lesion
+        (inference.lesion_mask or the test-time-augmentation vote);
+        gt_masks: bool [H, W, G] truth instances; gt_class_ids: int [G].
+    Returns: dict metrics (the 6 ISIC Task 1 metrics of lesion_mask against
+        the union of gt_masks), ap50 (mask AP at IoU 0.5) and ap (mean AP over
+        IoU 0.50:0.95), both NaN without a ground-truth instance, and
+        detection_record (the mrcnn.metrics per-image record: gt_* and pred_*).
+    """
+    gt_masks = np.asarray(gt_masks, bool)
+    gt_union = np.any(gt_masks, axis=-1) if gt_masks.shape[-1] else np.zeros(np.shape(lesion_mask), bool)
+    record = {"gt_boxes": extract_bboxes(gt_masks), "gt_class_ids": np.asarray(gt_class_ids),
+              "gt_masks": gt_masks, "pred_boxes": result["rois"], "pred_class_ids": result["class_ids"],
+              "pred_scores": result["scores"], "pred_masks": result["masks"]}
+    ap50 = ap = float("nan")
+    if gt_masks.shape[-1]:
+        args = [record[key] for key in ("gt_boxes", "gt_class_ids", "gt_masks", "pred_boxes",
+                                        "pred_class_ids", "pred_scores", "pred_masks")]
+        ap50 = compute_ap(*args, iou_threshold=0.5)[0]
+        ap = compute_ap_range(*args, iou_thresholds=MAP_THRESHOLDS, verbose=0)
+    return {"metrics": scoring.segmentation_metrics(gt_union, lesion_mask), "ap50": ap50, "ap": ap,
+            "detection_record": record}
 
 
 def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlays=True, tta=False, refine=False):
@@ -29,18 +62,13 @@ def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlay
     def score(source, result, lesion_mask, record):
         image_id = source[3]
         gt_masks, gt_class_ids = dataset.load_mask(image_id)
-        gt_union = np.any(gt_masks, axis=-1) if gt_masks.shape[-1] else np.zeros(lesion_mask.shape, bool)
-        metrics = scoring.segmentation_metrics(gt_union, lesion_mask)
-        row = {"image": record["stem"], **metrics, "low_confidence": record["low_confidence"],
+        scored = score_image(result, lesion_mask, gt_masks, gt_class_ids)
+        row = {"image": record["stem"], **scored["metrics"], "low_confidence": record["low_confidence"],
                "detections": len(record["detections"])}
         if gt_masks.shape[-1]:
-            gt_boxes = extract_bboxes(gt_masks)
-            args = (gt_boxes, gt_class_ids, gt_masks, result["rois"], result["class_ids"],
-                    result["scores"], result["masks"])
-            ap = compute_ap(*args, iou_threshold=0.5)[0]
-            ap50.append(ap)
-            ap_range.append(compute_ap_range(*args, iou_thresholds=MAP_THRESHOLDS, verbose=0))
-            row["ap50"] = round(float(ap), 6)
+            ap50.append(scored["ap50"])
+            ap_range.append(scored["ap"])
+            row["ap50"] = round(float(scored["ap50"]), 6)
         label_id = dataset.image_info[image_id].get("class_id")
         if len(class_names) > 2 and label_id:
             truths.append(int(label_id) - 1)
@@ -72,5 +100,6 @@ def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlay
 
 
 def _mean(values):
+    """Mean of the finite values, rounded to 6 digits; None when there is none."""
     values = [v for v in values if v is not None and np.isfinite(v)]
     return round(float(np.mean(values)), 6) if values else None

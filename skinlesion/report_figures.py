@@ -83,38 +83,6 @@ def thumbnail(array, side=None, is_mask=False):
     return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
 
 
-def centre_anchors(anchors_px, level_counts, per_location, image_shape):
-    """The anchors of the location nearest the image centre, per level.
-
-    anchors_px: [A, 4] pixels, level by level, per_location consecutive anchors
-    per location. Returns: list of [per_location, 4] arrays, one per level.
-    """
-    centre = np.array(image_shape[:2], np.float64) / 2
-    result, start = [], 0
-    for count in level_counts:
-        level = anchors_px[start:start + count]
-        start += count
-        centres = (level[:, :2] + level[:, 2:]) / 2
-        nearest = int(np.argmin(np.sum((centres - centre) ** 2, axis=1)))
-        location = nearest // per_location
-        result.append(level[location * per_location:(location + 1) * per_location])
-    return result
-
-
-def layer_weights(keras_model, names):
-    """First kernel (else first weight) of each named layer found in the (nested) model: {name: array}."""
-    found = {}
-
-    def visit(layer):
-        for sub in getattr(layer, "layers", None) or []:
-            visit(sub)
-        if layer.name in names and layer.name not in found and layer.weights:
-            kernels = [w for w in layer.weights if "kernel" in getattr(w, "path", w.name)]
-            found[layer.name] = np.asarray((kernels or layer.weights)[0].numpy())
-    visit(keras_model)
-    return found
-
-
 # --------------------------------------------------------------------------- data
 
 def histogram(values, path, title, xlabel, bins=20, value_range=None, color="#4472c4"):

@@ -9,6 +9,7 @@ import tensorflow as tf  # noqa: E402
 
 from mrcnn import boxes as B  # noqa: E402
 from mrcnn import box_graph as G  # noqa: E402
+from mrcnn import reference  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.detection import DetectionLayer  # noqa: E402
 from mrcnn.images import compose_image_meta  # noqa: E402
@@ -113,15 +114,8 @@ def test_masks_are_pasted_into_the_grown_boxes_the_mask_head_saw():
 # ----------------------------------------------------------- ProposalLayer
 
 def proposals_reference(probs, deltas, anchors, count, nms_threshold, pre_nms_limit, std):
-    """Numpy ProposalLayer for one image: [count, 4] zero-padded."""
-    scores = probs[:, 1]
-    order = np.argsort(-scores, kind="stable")[:pre_nms_limit]
-    boxes = B.apply_box_deltas(anchors[order], deltas[order] * std)
-    boxes = np.clip(boxes, 0.0, 1.0)
-    keep = B.non_max_suppression(boxes, scores[order], nms_threshold)[:count]
-    out = np.zeros((count, 4), np.float32)
-    out[:len(keep)] = boxes[keep]
-    return out, len(keep)
+    """Numpy ProposalLayer for one image: ([count, 4] zero-padded, survivors)."""
+    return reference.rpn_proposals(probs[:, 1], deltas, anchors, std, pre_nms_limit, nms_threshold, count)
 
 
 def test_proposal_layer_matches_numpy_reference():
@@ -357,30 +351,9 @@ class DetectConfig(Config):
 
 
 def detections_reference(rois, probs, deltas, window, config):
-    """Numpy DetectionLayer for one image: detections [D, 6] and their probs [D, C]."""
-    max_out = config.DETECTION_MAX_INSTANCES
-    class_ids = probs.argmax(axis=1)
-    scores = probs[np.arange(len(probs)), class_ids]
-    refined = B.apply_box_deltas(rois, deltas[np.arange(len(rois)), class_ids] * config.BBOX_STD_DEV)
-    wy1, wx1, wy2, wx2 = window
-    refined = np.stack([np.clip(refined[:, 0], wy1, wy2), np.clip(refined[:, 1], wx1, wx2),
-                        np.clip(refined[:, 2], wy1, wy2), np.clip(refined[:, 3], wx1, wx2)], axis=1)
-    area = (refined[:, 2] - refined[:, 0]) * (refined[:, 3] - refined[:, 1])
-    roi_area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
-    # Padding ROIs and boxes clipped to nothing are not detections.
-    keep = np.where((class_ids > 0) & (scores >= config.DETECTION_MIN_CONFIDENCE)
-                    & (area > 0) & (roi_area > 0))[0]
-    kept = []
-    for class_id in np.unique(class_ids[keep]):
-        ix = keep[class_ids[keep] == class_id]
-        kept.extend(ix[B.non_max_suppression(refined[ix], scores[ix], config.DETECTION_NMS_THRESHOLD)])
-    kept = np.array(kept, int)
-    kept = kept[np.argsort(-scores[kept], kind="stable")][:max_out]
-    detections = np.zeros((max_out, 6), np.float32)
-    detections[:len(kept)] = np.concatenate([refined[kept], class_ids[kept, None], scores[kept, None]], 1)
-    det_probs = np.zeros((max_out, probs.shape[1]), np.float32)
-    det_probs[:len(kept)] = probs[kept]
-    return detections, det_probs, len(kept)
+    """Numpy DetectionLayer for one image: detections [D, 6], their probs [D, C], count."""
+    return reference.detections(rois, probs, deltas, window, config.BBOX_STD_DEV, config.DETECTION_MIN_CONFIDENCE,
+                                config.DETECTION_NMS_THRESHOLD, config.DETECTION_MAX_INSTANCES)
 
 
 def test_detection_layer_matches_numpy_reference():

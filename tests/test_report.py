@@ -153,6 +153,29 @@ def test_report_with_untrained_model_has_results(model_report):
         assert f'href="#{anchor}"' in page
 
 
+def test_report_scores_as_evaluate_does(model_report, val_dataset, tiny_config, tiny_model, tmp_path):
+    """investigate and evaluate (lesions.py --mode evaluate) give the same numbers on the same model and images."""
+    from skinlesion import scoring
+    from skinlesion.evaluation import evaluate_model
+
+    _, summary = model_report
+    metrics, per_image = evaluate_model(tiny_model, tiny_config, val_dataset, str(tmp_path), progress=False,
+                                        write_overlays=False)
+    evaluated = {row["image"]: row for row in per_image}
+    reported = {row["image"]: row for row in summary["per_image"]}
+    assert sorted(reported) == sorted(evaluated) and len(reported) == 6
+    assert len({round(row["jaccard"], 9) for row in per_image}) > 1, "test setup: the images should score apart"
+    for image, row in reported.items():
+        for name in scoring.SEGMENTATION_METRICS:
+            assert row[name] == pytest.approx(evaluated[image][name], abs=1e-12), (image, name)
+        assert row["detections"] == evaluated[image]["detections"]
+        assert row["AP50"] == pytest.approx(evaluated[image]["ap50"], abs=1e-6)  # evaluate rounds to 6 digits
+    for name in scoring.SEGMENTATION_METRICS:
+        assert summary["segmentation"][name] == pytest.approx(metrics["segmentation"][name], abs=1e-12), name
+    for name in ("mAP50", "mAP"):
+        assert summary["detection"][name] == pytest.approx(metrics["detection"][name], abs=1e-6), name
+
+
 def test_report_when_model_detects_nothing(tmp_path, val_dataset, tiny_config, tiny_model):
     summary = report.investigate(val_dataset, str(tmp_path), tiny_config, model=NothingDetected(tiny_model),
                                  max_images=4)
@@ -165,50 +188,7 @@ def test_report_when_model_detects_nothing(tmp_path, val_dataset, tiny_config, t
     assert all(row["predicted"] is None for row in summary["worst"])
 
 
-# --------------------------------------------------------------------------- numpy helpers
-
-def test_top_rpn_proposals_ranks_refines_and_clips():
-    anchors = np.array([[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 0.2, 0.2]], np.float32)
-    scores = np.array([0.2, 0.9, 0.5])
-    std = np.array([0.1, 0.1, 0.2, 0.2])
-    deltas = np.zeros((3, 4), np.float32)
-    deltas[1] = [2.5, 0, 0, 0]  # dy = 0.25 of the height after * std: centre 0.7 -> 0.8
-    order, top_anchors, refined, top_scores = report.top_rpn_proposals(scores, deltas, anchors, std, 2)
-    assert order.tolist() == [1, 2] and top_scores.tolist() == [0.9, 0.5]
-    np.testing.assert_allclose(top_anchors, anchors[[1, 2]])
-    np.testing.assert_allclose(refined, [[0.6, 0.5, 1.0, 0.9], [0.0, 0.0, 0.2, 0.2]], atol=1e-6)
-
-
-def test_refine_rois_takes_the_argmax_class_deltas_and_flags_padding():
-    rois = np.array([[0.2, 0.2, 0.4, 0.4], [0, 0, 0, 0]], np.float32)
-    probs = np.array([[0.1, 0.7, 0.2], [1.0, 0.0, 0.0]])
-    deltas = np.zeros((2, 3, 4))
-    deltas[0, 1] = [0, 1.0, 0, 0]  # class 1: dx = 0.1 of the width after * std
-    deltas[0, 2] = [5.0, 5.0, 0, 0]  # another class's deltas must not be used
-    out = report.refine_rois(rois, probs, deltas, [0.1, 0.1, 0.2, 0.2], [0.0, 0.0, 1.0, 1.0])
-    assert out["valid"].tolist() == [True, False] and out["class_ids"].tolist() == [1, 0]
-    np.testing.assert_allclose(out["scores"], [0.7, 1.0])
-    np.testing.assert_allclose(out["refined"][0], [0.2, 0.22, 0.4, 0.42], atol=1e-6)
-
-
-def test_pooled_precision_recall_by_hand():
-    truth = np.zeros((4, 4, 1), bool)
-    truth[:2, :2] = True
-    miss = np.zeros((4, 4, 1), bool)
-    miss[3, 3] = True
-    record = {"gt_boxes": np.array([[0, 0, 2, 2]]), "gt_class_ids": np.array([1]), "gt_masks": truth}
-    hit_image = dict(record, pred_boxes=np.array([[0, 0, 2, 2]]), pred_class_ids=np.array([1]),
-                     pred_scores=np.array([0.6]), pred_masks=truth)
-    miss_image = dict(record, pred_boxes=np.array([[3, 3, 4, 4]]), pred_class_ids=np.array([1]),
-                      pred_scores=np.array([0.9]), pred_masks=miss)
-    matches = [report.match_detections(hit_image), report.match_detections(miss_image)]
-    assert matches[0][1].tolist() == [True] and matches[1][1].tolist() == [False] and matches[0][2] == 1
-    precisions, recalls, ap = report.pooled_precision_recall(matches)
-    # Ranked: miss (0.9), hit (0.6) -> precision 0, 1/2 at recall 0, 1/2 of two truths.
-    assert ap == pytest.approx(0.25)
-    assert recalls.tolist() == [0.0, 0.0, 0.5, 1.0]
-    assert report.pooled_precision_recall([])[2] is None
-
+# --------------------------------------------------------------------------- figures
 
 def test_thumbnail_caps_the_longer_side():
     image = np.zeros((600, 300, 3), np.uint8)
@@ -218,9 +198,3 @@ def test_thumbnail_caps_the_longer_side():
     small = report_figures.thumbnail(mask, side=100, is_mask=True)
     assert small.dtype == bool and small.shape == (100, 50) and small[:50].all() and not small[50:].any()
     assert report_figures.thumbnail(image[:50, :50], side=100).shape == (50, 50, 3)
-
-
-def test_json_safe_turns_numpy_and_nan_into_json():
-    value = report.json_safe({"a": np.float32(np.nan), "b": np.arange(2), 3: (np.bool_(True), float("inf"))})
-    assert value == {"a": None, "b": [0, 1], "3": [True, None]}
-    json.dumps(value, allow_nan=False)
