@@ -22,8 +22,8 @@ every image of --subset (default test), extra/masks/ for --images, truth/
 ``lesions.py --mode evaluate --truth OUT/truth --predictions OUT/masks --out
 OUT`` (metrics.json, per_image.csv, a table on stdout). unet also writes
 unet.weights.h5. An unreadable image or mask is skipped with one log line and
-counted in timing.json; an unreadable test image whose truth is readable also
-shows in metrics.json under "missing".
+counted in timing.json (which also records the machine); an unreadable test
+image whose truth is readable also shows in metrics.json under "missing".
 """
 import argparse
 import json
@@ -36,10 +36,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+if __package__:  # imported as bench.baselines
+    from . import common
+else:  # run as a script: bench/ is sys.path[0]
+    import common
 
-import lesions  # noqa: E402
+import lesions  # noqa: E402  (common puts the repository on sys.path)
 from mrcnn.dataset import read_image_rgb  # noqa: E402
 from skinlesion.inference import list_images  # noqa: E402
 from skinlesion.layouts import read_mask_bool  # noqa: E402
@@ -565,8 +567,7 @@ def predict_and_score(segment, args, split, timing):
         timing["extra_images"] = extra["images"]
         timing["skipped"]["extra"] = extra["skipped"]
     timing["skipped_count"] = sum(len(entries) for entries in timing["skipped"].values())
-    with open(os.path.join(args.out, "timing.json"), "w") as handle:
-        json.dump(timing, handle, indent=1)
+    common.write_json(os.path.join(args.out, "timing.json"), timing)
     status = lesions.main(["--mode", "evaluate", "--truth", truth_dir, "--predictions", masks_dir,
                            "--out", args.out])
     if status != 0:
@@ -624,7 +625,8 @@ def cmd_unet(args, split):
               "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "seed": args.seed,
               "minutes": args.minutes, "max_epochs": args.epochs, "threads": args.threads,
               "train_images": int(len(images)), "prepare_seconds": round(prepare_seconds, 2),
-              **training, "weights": weights_path, "skipped": {"train": skipped}}
+              **training, "weights": weights_path, "skipped": {"train": skipped},
+              "machine": common.machine_info(compute_dtype=keras.config.dtype_policy().compute_dtype)}
     predict_and_score(unet_segmenter(model, args.size), args, split, timing)
 
 

@@ -21,24 +21,28 @@ Rows (each a lesions.py command plus a scorer; ``--rows`` picks them):
 - ``ham``: the HAM10000 sample (5 images: a sanity row, not a measurement).
 
 Not part of CI: it needs ../shared/data and a trained checkpoint. Writes
-``--out``/results.json and results.md with the machine and commands.
+``--out``/results.json and results.md with the machine and commands. The
+lesions.py commands run in the repository root; paths given on the command
+line are taken relative to the current directory.
 """
 import argparse
 import csv
 import json
 import os
-import platform
 import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
+if __package__:  # imported as bench.cross_dataset
+    from . import common
+else:  # run as a script: bench/ is sys.path[0]
+    import common
 
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+SHARED = common.SHARED_DATA
 ROWS = ("isic", "moved", "ph2test", "ph2all", "ham")
 SEG_KEYS = ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity")
+TABLE_HEADERS = ("row", "images", "Jaccard", "thresholded", "Dice", "plausible share", "confident share", "fallback",
+                 "median lesion share", "melanoma AUC")
 
 
 def run(cmd, log_path):
@@ -158,16 +162,12 @@ def segmentation_row(args, base, log_path, name, images, truth):
     return row
 
 
-def machine():
-    from mrcnn import runtime
-    return runtime.describe() if hasattr(runtime, "describe") else platform.processor()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="checkpoint (.weights.h5) of a lesions.py run")
-    parser.add_argument("--logs", default="logs", help="lesions.py --logs (finds the run's config.json)")
-    parser.add_argument("--out", default=os.path.join("logs", "cross"))
+    parser.add_argument("--logs", default=common.LOGS,
+                        help="lesions.py --logs (finds the run's config.json; default <repo root>/logs)")
+    common.add_out_argument(parser, "cross", "output folder")
     parser.add_argument("--rows", default="isic,moved,ph2test,ham", help="comma list of " + ", ".join(ROWS))
     parser.add_argument("--isic", default=os.path.join(SHARED, "ISIC2017_Training_256"))
     parser.add_argument("--isic-limit", type=int, default=0, help="seeded sample of N ISIC images (0 = all 2000)")
@@ -180,6 +180,8 @@ def main(argv=None):
     parser.add_argument("--refine", action="store_true", help="coarse-to-fine in every predict")
     parser.add_argument("--config", action="append", default=[], help="inference --config KEY=VALUE")
     args = parser.parse_args(argv)
+    for name in ("weights", "logs", "out", "isic", "ph2", "ham"):
+        setattr(args, name, common.absolute(getattr(args, name)))
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
@@ -195,8 +197,8 @@ def main(argv=None):
         return [sys.executable, "lesions.py", "--mode", mode, "--weights", args.weights, "--logs", args.logs,
                 "--quiet", *extra]
 
-    results = {"weights": os.path.abspath(args.weights), "machine": machine(), "tta": args.tta,
-               "refine": args.refine, "rows": {}}
+    results = {**common.run_header(__file__, argv), "weights": args.weights, "machine": common.machine_info(),
+               "tta": args.tta, "refine": args.refine, "rows": {}}
     for row in rows:
         print(f"{row} ...", flush=True)
         try:
@@ -223,22 +225,21 @@ def main(argv=None):
         except (RuntimeError, OSError, KeyError, ValueError) as err:
             results["rows"][row] = {"error": str(err)}
         print(f"  {json.dumps({k: v for k, v in results['rows'][row].items() if k != 'command'})}", flush=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    lines = [f"weights: `{args.weights}`; tta {args.tta}, refine {args.refine}; machine: {results['machine']}", "",
-             "| row | images | Jaccard | thresholded | Dice | plausible share | confident share | fallback | "
-             "median lesion share | melanoma AUC |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    common.write_json(os.path.join(args.out, "results.json"), results)
 
     def fmt(value):
         return "" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+    table = []
     for name, r in results["rows"].items():
-        lines.append(f"| {name} | {fmt(r.get('images'))} | {fmt(r.get('jaccard'))} | "
-                     f"{fmt(r.get('threshold_jaccard'))} | {fmt(r.get('dice'))} | {fmt(r.get('plausible_share'))} | "
-                     f"{fmt(r.get('confident_share'))} | {fmt(r.get('fallback'))} | "
-                     f"{fmt(r.get('median_lesion_share', r.get('lesion_share_median')))} | "
-                     f"{fmt(r.get('melanoma_auc'))} |" if "error" not in r
-                     else f"| {name} | error: {r['error']} |")
+        if "error" in r:
+            table.append((name, f"error: {r['error']}"))
+            continue
+        table.append((name, *(fmt(r.get(k)) for k in ("images", "jaccard", "threshold_jaccard", "dice",
+                                                      "plausible_share", "confident_share", "fallback")),
+                      fmt(r.get("median_lesion_share", r.get("lesion_share_median"))), fmt(r.get("melanoma_auc"))))
+    lines = [f"weights: `{args.weights}`; tta {args.tta}, refine {args.refine}; "
+             f"machine: {common.machine_summary(results['machine'])}", "",
+             common.markdown_table(TABLE_HEADERS, table)]
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

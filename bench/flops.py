@@ -1,19 +1,26 @@
 """Multiply-accumulate counts of a Mask R-CNN config, per component: what the hardware must do.
 
     python bench/flops.py --size 512             # matterport and lesion settings
+    python bench/flops.py --out logs/bench_flops.json    # (the default) 256 and 512 px
 
 Counts convolutions and dense layers only (they are >99% of the arithmetic):
 backbone + FPN by walking the built Keras graph, the RPN, classifier and mask
 heads from the config (one image; POST_NMS_ROIS_INFERENCE ROIs through the
 classifier, DETECTION_MAX_INSTANCES boxes through the mask head). The ratio
 total / backbone+FPN is the best "detect / floor" a perfect implementation
-could reach; bench/speed.py measures how close ours gets.
+could reach; bench/speed.py measures how close ours gets. Prints one line per
+settings and size, then the markdown table of bench/README.md, and writes
+them to --out (JSON, with the machine, which does not change the counts).
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__:  # imported as bench.flops
+    from . import common
+else:  # run as a script: bench/ is sys.path[0]
+    import common
+
+TABLE_HEADERS = ("settings", "size", "backbone+FPN", "RPN", "classifier", "mask head", "total GMAC",
+                 "ideal total / floor")
 
 
 def conv_macs(height, width, kernel, channels_in, channels_out):
@@ -69,11 +76,21 @@ def budget(config, size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, action="append", help="input size (repeatable; default 256, 512)")
+    common.add_out_argument(parser, "bench_flops.json")
     args = parser.parse_args(argv)
     from bench.speed import lesion_config, matterport_config
+    rows = []
     for size in args.size or [256, 512]:
         for name, config in (("matterport", matterport_config(size)), ("lesion", lesion_config(size))):
-            print(f"{name:<11}{size:>5} px  {budget(config, size)}")
+            gmac = budget(config, size)
+            print(f"{name:<11}{size:>5} px  {gmac}")
+            rows.append({"settings": name, "size": size, "gmac": gmac})
+    print()
+    print(common.markdown_table(TABLE_HEADERS, [
+        (r["settings"], r["size"], *(r["gmac"][k] for k in ("backbone_fpn", "rpn", "classifier", "mask", "total",
+                                                              "ideal_total_over_floor"))) for r in rows]))
+    path = common.write_json(args.out, {**common.run_header(__file__, argv), "rows": rows})
+    print(f"\nwritten: {path}")
 
 
 if __name__ == "__main__":

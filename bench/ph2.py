@@ -16,23 +16,26 @@ segments and classifies: common nevus / atypical nevus / melanoma), then
 balanced accuracy from the class head) and ``--mode predict`` + mask scoring
 on HAM10000. U-Net and Otsu: bench/baselines.py.
 
-Output in --out (default logs/ph2): split.json, one folder per method
-(checkpoints, masks, metrics.json, per_image.csv), results.json and
+Output in --out (default <repo root>/logs/ph2): split.json, one folder per
+method (checkpoints, masks, metrics.json, per_image.csv), results.json and
 results.md (the table the README quotes). The machine is stated in both.
+Every command runs with the repository root as its working directory; paths
+given on the command line are taken relative to the current one.
 """
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
+if __package__:  # imported as bench.ph2
+    from . import common
+else:  # run as a script: bench/ is sys.path[0]
+    import common
 
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+ROOT = common.ROOT
+SHARED = common.SHARED_DATA
 METHODS = ("mrcnn", "unet", "otsu")
 SEG_KEYS = ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity", "accuracy")
 
@@ -131,21 +134,22 @@ def fmt(value, digits=3):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+TABLE_HEADERS = ("method", "Jaccard", "thresholded Jaccard", "Dice", "sensitivity", "specificity",
+                 "HAM10000 sample Jaccard", "train min")
+
+
 def markdown(results):
     """The results table (markdown) for the README."""
-    lines = [f"PH2, {results['split']['train']} train / {results['split']['test']} test "
-             f"(seed 0, stratified), from scratch, {results['minutes']:g} min training budget per model, "
-             f"{results['size']} px; machine: {results['machine']}.", "",
-             "| method | Jaccard | thresholded Jaccard | Dice | sensitivity | specificity "
-             "| HAM10000 sample Jaccard | train min |",
-             "|---|---|---|---|---|---|---|---|"]
+    table = []
     for row in results["rows"]:
         test = row.get("test") or {}
         ham = row.get("ham") or {}
-        lines.append(f"| {row['method']} | {fmt(test.get('jaccard'))} | {fmt(test.get('threshold_jaccard'))} "
-                     f"| {fmt(test.get('dice'))} | {fmt(test.get('sensitivity'))} "
-                     f"| {fmt(test.get('specificity'))} | {fmt(ham.get('jaccard'))} "
-                     f"| {fmt(row.get('train_minutes'), 1)} |")
+        table.append((row["method"], *(fmt(test.get(k)) for k in SEG_KEYS[:5]), fmt(ham.get("jaccard")),
+                      fmt(row.get("train_minutes"), 1)))
+    lines = [f"PH2, {results['split']['train']} train / {results['split']['test']} test "
+             f"(seed 0, stratified), from scratch, {results['minutes']:g} min training budget per model, "
+             f"{results['size']} px; machine: {common.machine_summary(results['machine'])}.", "",
+             common.markdown_table(TABLE_HEADERS, table)]
     for row in results["rows"]:
         if row["method"] == "mrcnn":
             auc, bacc = melanoma_scores(row.get("classification"))
@@ -155,17 +159,12 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
-def machine():
-    cores = os.cpu_count()
-    return f"{platform.system()} {platform.machine()}, {cores} cores, no GPU"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join(SHARED, "PH2Dataset"), help="PH2Dataset folder")
     parser.add_argument("--ham", default=os.path.join(SHARED, "HAM10000_sample"),
                         help="HAM10000 folder for the generalisation check (skipped when absent)")
-    parser.add_argument("--out", default=os.path.join("logs", "ph2"))
+    common.add_out_argument(parser, "ph2", "output folder")
     parser.add_argument("--only", default=",".join(METHODS), help="comma list of mrcnn, unet, otsu")
     parser.add_argument("--minutes", type=float, default=50.0, help="training budget per model (wall clock)")
     parser.add_argument("--epochs", type=int, default=40, help="Mask R-CNN stage-1 epoch cap (100 steps each; stage 2 adds a quarter). "
@@ -186,6 +185,7 @@ def main(argv=None):
                         help="Mask R-CNN: keep the trained checkpoint, rerun evaluate and the HAM10000 steps "
                              "(after a change to inference)")
     args = parser.parse_args(argv)
+    args.data, args.ham, args.out = (common.absolute(p) for p in (args.data, args.ham, args.out))
     methods = [m.strip() for m in args.only.split(",") if m.strip()]
     for method in methods:
         if method not in METHODS:
@@ -198,8 +198,7 @@ def main(argv=None):
     from bench.ph2_split import ph2_split
     split_path = os.path.join(args.out, "split.json")
     split = ph2_split(args.data)
-    with open(split_path, "w") as f:
-        json.dump(split, f, indent=1)
+    common.write_json(split_path, split)
 
     timings = {}  # this run's steps; merged into timings.json at the end
     if not args.collect_only:
@@ -255,14 +254,15 @@ def main(argv=None):
             seconds = info.get("train_seconds")
             row["train_minutes"] = seconds / 60 if seconds else None
         rows.append(row)
+    header = common.run_header(__file__, argv)
     results = {
-        "machine": machine(), "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes, "size": args.size,
+        "machine": common.machine_info(), "date": time.strftime("%Y-%m-%d"), "commit": header["commit"],
+        "minutes": args.minutes, "size": args.size,
         "split": {"train": len(split["train"]), "test": len(split["test"]), "seed": split["seed"]},
-        "command": "python bench/ph2.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": header["command"],
         "rows": rows,
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    common.write_json(os.path.join(args.out, "results.json"), results)
     table = markdown(results)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table)

@@ -21,7 +21,8 @@ Measures (each phase in its own subprocess, so its peak resident memory is its o
   predict   skinlesion.inference.Predictor.run() over 50 ISIC-sized JPEGs (3008x2000, q90):
             decode, resize, detect, mask + overlay writing; images/s and CPU cores busy
   profile   (--profile) cumulative sub-graphs of the 512 px detect graph, plus mold / unmold
-  peer      /work/shared/bench/peer_torchvision.py --size S in the peer's interpreter
+  peer      the peer script (--peer-script, default <repo root>/../shared/bench/peer_torchvision.py)
+            --size S in the peer's interpreter (--peer-python)
 
 Every phase runs in the default configuration unless told otherwise: COMPUTE_DTYPE "auto" and
 the oneDNN / allocator choices of mrcnn.runtime for its mode (train phases "train", the others
@@ -37,7 +38,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,9 +45,14 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEER_SCRIPT = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peer_torchvision.py"))
-SHARED_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+if __package__:  # imported as bench.speed
+    from . import common
+else:  # run as a script: bench/ is sys.path[0]
+    import common
+
+ROOT = common.ROOT
+PEER_SCRIPT = os.path.join(common.SHARED, "bench", "peer_torchvision.py")
+SHARED_DATA = common.SHARED_DATA
 RESULT_TAG = "BENCH_RESULT "
 PREDICT_IMAGES = 50
 ISIC_SIZE = (2000, 3008)  # (H, W) of a typical ISIC 2017/2018 image
@@ -56,8 +61,6 @@ ISIC_SIZE = (2000, 3008)  # (H, W) of a typical ISIC 2017/2018 image
 # --------------------------------------------------------------------------- child side
 def _setup_child(mode="predict", tensorflow=True):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
     from mrcnn import runtime
     runtime.configure(mode)  # before TensorFlow is imported, as lesions.py does
     if not tensorflow:
@@ -66,34 +69,6 @@ def _setup_child(mode="predict", tensorflow=True):
     logging.basicConfig(level=logging.WARNING)
     import keras
     keras.utils.set_random_seed(0)
-
-
-def _peak_rss_mb():
-    """VmHWM of this process in MB (Linux), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _timed_median(fn, repeats, warmup=1):
-    """(median seconds, all seconds, cores busy) of fn() after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    cpu0, wall0 = os.times(), time.perf_counter()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    cpu1, wall = os.times(), time.perf_counter() - wall0
-    cores = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / max(wall, 1e-9)
-    return statistics.median(times), [round(t, 4) for t in times], round(cores, 2)
 
 
 def matterport_config(size, images_per_gpu=1, min_confidence=0.0):
@@ -137,14 +112,6 @@ def make_config(spec):
     return config
 
 
-def _runtime_row(config):
-    """What the phase ran with: CPU, flags, oneDNN, precision (mrcnn.runtime)."""
-    from mrcnn import runtime
-    row = runtime.describe()
-    row["compute_dtype"] = runtime.resolve_compute_dtype(config.COMPUTE_DTYPE)
-    return row
-
-
 def favour_foreground(model, margin=4.0):
     """Shift the random classifier's foreground logits up so every ROI scores as a lesion.
 
@@ -172,8 +139,8 @@ def phase_backbone(spec):
         net = backbone_model(config, (size, size, 3))
     forward = tf.function(lambda x: net(x, training=False))
     image = tf.constant(np.random.default_rng(0).uniform(-120, 130, (1, size, size, 3)).astype(np.float32))
-    median, times, cores = _timed_median(lambda: [p.numpy() for p in forward(image)], spec["repeats"],
-                                         warmup=2)
+    median, times, cores = common.timed_median(lambda: [p.numpy() for p in forward(image)], spec["repeats"],
+                                               warmup=2)
     return {"s_per_image": round(median, 4), "times": times, "cores_busy": cores}
 
 
@@ -191,10 +158,10 @@ def phase_detect(spec):
     t0 = time.perf_counter()
     result = model.detect([image])[0]
     first_s = time.perf_counter() - t0
-    median, times, cores = _timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
+    median, times, cores = common.timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
     return {"s_per_image": round(median, 4), "times": times, "cores_busy": cores,
             "build_s": round(build_s, 2), "first_call_s": round(first_s, 2),
-            "detections": int(len(result["scores"])), "runtime": _runtime_row(config),
+            "detections": int(len(result["scores"])), "runtime": model.runtime_settings(),
             "settings": {k: getattr(config, k) for k in (
                 "BACKBONE", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "DETECTION_MAX_INSTANCES",
                 "DETECTION_MIN_CONFIDENCE", "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE",
@@ -223,8 +190,23 @@ def _synthetic_dataset(size, count):
     return dataset
 
 
-def phase_train(spec):
+def step_optimizer(config):
+    """The optimizer MaskRCNN.train() builds for config (Config.OPTIMIZER), at a constant LEARNING_RATE.
+
+    A copy of the choice inside MaskRCNN.train(), which offers no public
+    function for it (call the library's once it has one); the isolated step
+    needs no learning-rate schedule.
+    LesionConfig: Adam; Matterport's Config: SGD with momentum (both 1e-3).
+    """
     import keras
+    if str(config.OPTIMIZER).lower() == "adam":
+        return keras.optimizers.Adam(learning_rate=config.LEARNING_RATE, beta_1=config.LEARNING_MOMENTUM,
+                                     clipnorm=config.GRADIENT_CLIP_NORM)
+    return keras.optimizers.SGD(learning_rate=config.LEARNING_RATE, momentum=config.LEARNING_MOMENTUM,
+                                clipnorm=config.GRADIENT_CLIP_NORM)
+
+
+def phase_train(spec):
     import numpy as np
     import tensorflow as tf
     from mrcnn.data import DataGenerator
@@ -241,14 +223,11 @@ def phase_train(spec):
         dataset = LesionDataset()
         dataset.load(folder, "train", classes=classes)
         dataset.prepare()
-        optimizer = keras.optimizers.Adam(learning_rate=config.LEARNING_RATE, beta_1=config.LEARNING_MOMENTUM,
-                                          clipnorm=config.GRADIENT_CLIP_NORM)
     else:
         config = matterport_config(size, images_per_gpu=2)
         config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
         dataset = _synthetic_dataset(size, config.BATCH_SIZE)
-        optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=config.LEARNING_MOMENTUM,
-                                         clipnorm=config.GRADIENT_CLIP_NORM)
+    optimizer = step_optimizer(config)
     if spec["config"].endswith(BF16):
         config.COMPUTE_DTYPE = "bfloat16"
     t0 = time.perf_counter()
@@ -273,12 +252,12 @@ def phase_train(spec):
     def step():
         return trainer.train_on_batch(batches[next(turn) % len(batches)])
 
-    median, times, cores = _timed_median(step, spec["repeats"], warmup=1)
+    median, times, cores = common.timed_median(step, spec["repeats"], warmup=1)
     logs = trainer.train_on_batch(batch, return_dict=True)
     return {"s_per_step": round(median, 4), "times": times, "cores_busy": cores,
             "build_s": round(build_s, 2), "first_step_s": round(first_s, 2),
             "loss_finite": bool(np.isfinite(float(logs["loss"]))),
-            "runtime": _runtime_row(config),
+            "runtime": model.runtime_settings(),
             "settings": {"batch": config.BATCH_SIZE, "TRAIN_ROIS_PER_IMAGE": config.TRAIN_ROIS_PER_IMAGE,
                          "POST_NMS_ROIS_TRAINING": config.POST_NMS_ROIS_TRAINING, "layers": "all",
                          "TRAIN_BN": config.TRAIN_BN, "optimizer": type(optimizer).__name__,
@@ -344,48 +323,72 @@ def isic_folder(cache_dir, count=PREDICT_IMAGES):
     return folder
 
 
+def inference_model_unthresholded(config):
+    """An inference MaskRCNN whose graph keeps every scored detection; config keeps the user's threshold.
+
+    As lesions.py --mode predict runs it: DETECTION_MIN_CONFIDENCE is 0 while
+    the graph is built and restored afterwards, so Predictor applies the
+    user's threshold after detect(). This dance around graph construction is
+    replaced by MaskRCNN.detect(images, min_confidence=None) once the library
+    takes the threshold as a call argument.
+    """
+    from mrcnn.model import MaskRCNN
+    user_threshold = config.DETECTION_MIN_CONFIDENCE
+    config.DETECTION_MIN_CONFIDENCE = 0.0
+    try:
+        return MaskRCNN("inference", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
+    finally:
+        config.DETECTION_MIN_CONFIDENCE = user_threshold
+
+
+class TimedDetect:
+    """A MaskRCNN whose detect() calls are timed (seconds: one entry per call); all else passes through.
+
+    Wraps the model instead of replacing its detect method: Predictor only
+    needs .detect() and .config, and the library has no timing hook.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.seconds = []
+
+    def detect(self, images, verbose=0):
+        """model.detect(images, verbose), timed. Returns its list of result dicts."""
+        start = time.perf_counter()
+        results = self.model.detect(images, verbose=verbose)
+        self.seconds.append(time.perf_counter() - start)
+        return results
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
 def phase_predict(spec):
     import numpy as np
-    from mrcnn.model import MaskRCNN
     from skinlesion import LesionConfig
     from skinlesion.inference import Predictor, list_images
     folder = isic_folder(spec["cache_dir"])
     paths = list_images(folder)
-    # As lesions.py cmd_predict: the graph keeps every scored detection, the user threshold comes after.
     config = LesionConfig(IMAGES_PER_GPU=1, GPU_COUNT=1)
-    user_threshold = config.DETECTION_MIN_CONFIDENCE
-    config.DETECTION_MIN_CONFIDENCE = 0.0
-    model = MaskRCNN("inference", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
-    config.DETECTION_MIN_CONFIDENCE = user_threshold
+    model = inference_model_unthresholded(config)
     if spec.get("full_detections", True):
         favour_foreground(model)
     warm = np.random.default_rng(0).integers(0, 256, ISIC_SIZE + (3,), dtype=np.uint8)
     model.detect([warm] * config.BATCH_SIZE)
     model.detect([warm] * config.BATCH_SIZE)
-    detect_seconds = []
-    detect = model.detect
-
-    def timed_detect(images, verbose=0):
-        t0 = time.perf_counter()
-        out = detect(images, verbose=verbose)
-        detect_seconds.append(time.perf_counter() - t0)
-        return out
-
-    model.detect = timed_detect
+    timed = TimedDetect(model)
     out_dir = tempfile.mkdtemp(prefix="bench_speed_predict_")
-    predictor = Predictor(model, config.CLASS_NAMES, out_dir, config.DETECTION_MIN_CONFIDENCE)
-    cpu0, wall0 = os.times(), time.perf_counter()
-    outcome = predictor.run(Predictor.file_sources(paths), progress=False)
-    predictor.write_summary(outcome, {"weights": None})
-    wall = time.perf_counter() - wall0
-    cpu1 = os.times()
-    cores = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
+    predictor = Predictor(timed, config.CLASS_NAMES, out_dir, config.DETECTION_MIN_CONFIDENCE)
+    with common.Stopwatch() as clock:
+        outcome = predictor.run(Predictor.file_sources(paths), progress=False)
+        predictor.write_summary(outcome, {"weights": None})
+    wall = clock.wall_s
     detections = [len(r["detections"]) for r in outcome["images"]]
     return {"images": len(outcome["images"]), "skipped": len(outcome["skipped"]),
             "wall_s": round(wall, 2), "images_per_s": round(len(outcome["images"]) / wall, 3),
-            "cores_busy": round(cores, 2), "cpu_count": os.cpu_count(),
-            "detect_busy_fraction": round(sum(detect_seconds) / wall, 3),
-            "detect_s_per_image": round(statistics.median(detect_seconds), 4),
+            "cores_busy": round(clock.cores_busy, 2), "cpu_count": os.cpu_count(),
+            "detect_busy_fraction": round(sum(timed.seconds) / wall, 3),
+            "detect_s_per_image": round(statistics.median(timed.seconds), 4),
             "mean_detections": round(float(np.mean(detections)), 2) if detections else 0,
             "image_size": f"{ISIC_SIZE[1]}x{ISIC_SIZE[0]}", "model_input": int(config.IMAGE_MAX_DIM),
             "overlays": True, "folder": folder}
@@ -439,12 +442,12 @@ def phase_profile(spec):
         median = statistics.median(stage_times)
         rows.append({"stage": name, "cumulative_s": round(median, 4), "stage_s": round(median - previous, 4)})
         previous = median
-    raw = model._predict(molded, metas, anchors)
-    median_mold, _, _ = _timed_median(lambda: model.mold_inputs([image]), spec["repeats"])
-    median_unmold, _, _ = _timed_median(lambda: model.unmold_detections(
+    raw, _, _, _ = model.run_inference([image])
+    median_mold, _, _ = common.timed_median(lambda: model.mold_inputs([image]), spec["repeats"])
+    median_unmold, _, _ = common.timed_median(lambda: model.unmold_detections(
         raw["detections"][0], raw["mrcnn_mask"][0], image.shape, molded[0].shape, windows[0],
         raw["detection_probs"][0]), spec["repeats"])
-    median_detect, _, _ = _timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
+    median_detect, _, _ = common.timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
     graph = rows[-1]["cumulative_s"]
     rows.append({"stage": "mold_inputs (numpy)", "stage_s": round(median_mold, 4)})
     rows.append({"stage": "unmold_detections (numpy)", "stage_s": round(median_unmold, 4)})
@@ -466,13 +469,16 @@ def run_phase(spec):
     t0 = time.perf_counter()
     result = PHASES[spec["phase"]](spec)
     result["phase_wall_s"] = round(time.perf_counter() - t0, 1)
-    result["peak_rss_mb_self"] = round(_peak_rss_mb(), 1)
+    result["peak_rss_mb_self"] = round(common.peak_rss_mb(), 1)
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
 # --------------------------------------------------------------------------- parent side
 def run_child(cmd, timeout, log_path):
-    """Run cmd; return (stdout, exit code, peak RSS MB, wall seconds, CPU cores busy) of the child."""
+    """Run cmd; return (stdout, exit code, peak RSS MB, wall seconds, CPU cores busy, system-time share).
+
+    The share is the child's system time over its CPU time (None when it used none).
+    """
     with open(log_path, "ab") as err:
         err.write(f"\n==== {' '.join(cmd)}\n".encode())
         err.flush()
@@ -490,8 +496,8 @@ def run_child(cmd, timeout, log_path):
         wall = time.perf_counter() - t0
         cpu = usage.ru_utime + usage.ru_stime
         cores = cpu / max(wall, 1e-9)
-        run_child.system_share = round(usage.ru_stime / cpu, 3) if cpu else None
-        return out, proc.returncode, usage.ru_maxrss / 1024.0, wall, cores
+        system_share = round(usage.ru_stime / cpu, 3) if cpu else None
+        return out, proc.returncode, usage.ru_maxrss / 1024.0, wall, cores, system_share
 
 
 def last_json(text, tag=""):
@@ -594,8 +600,6 @@ def summarise(results, args):
         """Total / backbone+FPN multiply-accumulates at 512 px (bench/flops.py): the best ratio possible."""
         if config_name not in budgets:
             try:
-                if ROOT not in sys.path:
-                    sys.path.insert(0, ROOT)
                 from bench.flops import budget
                 config = lesion_config(512) if config_name == "lesion" else matterport_config(512)
                 budgets[config_name] = budget(config, 512)
@@ -757,7 +761,8 @@ def parse_args(argv):
     p.add_argument("--repeats", type=int, default=None, help="timed runs per measure (default 5; --quick 3)")
     p.add_argument("--quick", action="store_true", help="3 repeats, no 1024, no predict throughput")
     p.add_argument("--peer-python", default=None, help="interpreter with torch+torchvision (e.g. .peer-venv/bin/python)")
-    p.add_argument("--peer-script", default=PEER_SCRIPT)
+    p.add_argument("--peer-script", default=PEER_SCRIPT,
+                   help="the torchvision peer (default: <repo root>/../shared/bench/peer_torchvision.py)")
     p.add_argument("--peer-sizes", default="512", help="sizes to run the peer at (comma-separated; 512 "
                                                        "is needed for the ratios)")
     p.add_argument("--skip-train", action="store_true")
@@ -777,7 +782,7 @@ def parse_args(argv):
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "mrcnn_bench_cache"),
                    help="where the 50 ISIC-sized JPEGs are generated once")
     p.add_argument("--timeout", type=float, default=900, help="seconds per phase before it is killed")
-    p.add_argument("--out", default=os.path.join("logs", "bench_speed.json"))
+    common.add_out_argument(p, "bench_speed.json", "result JSON; the children's stderr goes beside it")
     p.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase (JSON spec)
     args = p.parse_args(argv)
     if args.phase:
@@ -789,6 +794,10 @@ def parse_args(argv):
         args.skip_predict = True
     if args.peer_python and not os.path.exists(args.peer_python):
         p.error(f"--peer-python {args.peer_python}: no such interpreter; create it as in bench/README.md")
+    peer_runs = args.peer_python and (not args.phases or "peer" in args.phases.split(","))
+    if peer_runs and not os.path.isfile(args.peer_script):
+        p.error(f"--peer-script {args.peer_script}: no such file; the peer script is looked for at "
+                "<repo root>/../shared/bench/peer_torchvision.py unless --peer-script PATH names it")
     return args
 
 
@@ -809,15 +818,15 @@ def main(argv=None):
         print(f"[{time.strftime('%H:%M:%S')}] {label} ...", file=sys.stderr, flush=True)
         if spec["phase"] == "peer":
             cmd = [args.peer_python, args.peer_script, "--size", str(spec["size"]), "--repeats", str(spec["repeats"])]
-            text, code, rss, wall, cores = run_child(cmd, args.timeout, log_path)
+            text, code, rss, wall, cores, system_share = run_child(cmd, args.timeout, log_path)
             payload = last_json(text)
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--phase", json.dumps(spec)]
-            text, code, rss, wall, cores = run_child(cmd, args.timeout, log_path)
+            text, code, rss, wall, cores, system_share = run_child(cmd, args.timeout, log_path)
             payload = last_json(text, RESULT_TAG)
         entry = dict(spec, ok=bool(code == 0 and payload), peak_rss_mb=round(rss, 1), wall_s=round(wall, 1),
                      loadavg_1min_at_end=round(os.getloadavg()[0], 2), process_cores_busy=round(cores, 2),
-                     system_time_share=getattr(run_child, "system_share", None))
+                     system_time_share=system_share)
         if entry["ok"]:
             entry.update(payload)
         else:
@@ -826,44 +835,19 @@ def main(argv=None):
         results.append(entry)
     summary, targets = summarise(results, args)
     print_table(results, summary, targets, args)
-    payload = {"command": " ".join(["python"] + sys.argv),
+    header = common.run_header(__file__, argv)
+    machine = dict(common.machine_info(), loadavg_before=[round(v, 2) for v in load_before],
+                   loadavg_after=[round(v, 2) for v in os.getloadavg()])
+    payload = {"command": header["command"], "commit": header["commit"],
                "started": started, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                           "cpu": _machine_cpu(),
-                           "python": platform.python_version(), "versions": _versions(),
-                           "loadavg_before": [round(v, 2) for v in load_before],
-                           "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
+               "machine": machine,
                "settings": {"sizes": args.sizes, "repeats": args.repeats, "quick": args.quick,
                             "min_confidence": args.min_confidence, "peer_sizes": args.peer_sizes
                             if args.peer_python else [], "peer_python": args.peer_python},
                "summary": summary, "targets": targets, "phases": results}
-    with open(out_path, "w") as f:
-        json.dump(payload, f, indent=1, default=str)
+    common.write_json(out_path, payload)
     print(f"\nwritten: {out_path} (child stderr: {log_path})")
     return 0
-
-
-def _machine_cpu():
-    """CPU model, flags and TensorFlow's oneDNN default for this CPU (mrcnn.runtime, no TensorFlow import)."""
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    from mrcnn import runtime
-    return {"model": runtime.cpu_model(), "flags": sorted(f for f in runtime.cpu_flags()
-                                                          if f.startswith(("avx", "amx", "fma"))),
-            "onednn_default": runtime.onednn_default(), "native_bfloat16": runtime.native_bfloat16(),
-            "env": {k: os.environ[k] for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "MRCNN_MALLOPT")
-                    if k in os.environ}}
-
-
-def _versions():
-    from importlib import metadata
-    versions = {}
-    for name in ("tensorflow", "keras", "numpy", "opencv-python-headless", "Pillow"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 if __name__ == "__main__":

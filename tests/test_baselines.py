@@ -4,28 +4,22 @@ Synthetic images only (skinlesion.synthetic). The U-Net command runs once per
 module, at 64 px for one epoch on six images.
 """
 import csv
-import importlib.util
 import json
 import os
+import sys
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-BASELINES_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "bench", "baselines.py")
+# bench/ is a namespace package beside mrcnn/ and skinlesion/ (no __init__.py) that
+# setup.py does not install: import it from this repository whatever pytest's directory.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
 
-
-def _import_baselines():
-    """bench/ is not a package: load bench/baselines.py by path (it puts the repo on sys.path)."""
-    spec = importlib.util.spec_from_file_location("bench_baselines", BASELINES_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-baselines = _import_baselines()
+from bench import baselines  # noqa: E402
 
 # Keras's save_weights converts variables with np.array(copy=False) (numpy 2 deprecation).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
