@@ -14,14 +14,10 @@ No --dataset means the built-in synthetic dermoscopy set: the offline demo
 under --logs. Research software, not a medical device.
 """
 import argparse
-import csv
 import datetime
-import json
 import logging
 import os
 import sys
-
-import numpy as np
 
 log = logging.getLogger("lesions")
 
@@ -149,37 +145,10 @@ def name_override(args):
     return LesionConfig.parse_overrides(args.config).get("NAME")
 
 
-def load_pretrained(model, kind, config):
-    """Load coco / imagenet weights (downloaded when a network is there)."""
-    from mrcnn.weights import COCO_HEAD_LAYERS, download_weights
-    try:
-        path = download_weights(kind, os.path.join(os.path.expanduser("~"), ".keras", "models"))
-    except RuntimeError as err:
-        raise UserError(str(err)) from err
-    exclude = COCO_HEAD_LAYERS if kind == "coco" else None
-    report = model.load_weights(path, by_name=True, exclude=exclude)
-    model.set_log_dir()  # a pretrained file starts a new run at epoch 0
-    log.info("loaded %s weights from %s (%d layers)", kind, path, len(report.get("loaded", [])))
-
-
 # ------------------------------------------------------------------- train
-def augmentation_for(kind, synthetic=False):
-    """The albumentations pipeline for --augment (None for none).
-
-    synthetic: the built-in generator, which already draws lesions over its
-    own range of sizes (10-50 % of the image) and is scored on that range;
-    lesion re-framing is left out there (skinlesion.augment.dermoscopy_augmentation).
-    """
-    if kind == "none":
-        return None
-    from skinlesion.augment import dermoscopy_augmentation
-    return dermoscopy_augmentation(strong=(kind == "strong"), reframe=not synthetic)
-
-
 def cmd_train(args):
-    from mrcnn import model as modellib
-    from mrcnn import runs, schedule
-    from skinlesion.runs import DEFAULT_EPOCHS, DEMO_EPOCHS, DEMO_MINUTES
+    from mrcnn import runs
+    from skinlesion.runs import train_run
     weights_kind, weights_path = resolve_weights(args, "none")
     saved = {}
     if weights_kind == "last":
@@ -192,33 +161,16 @@ def cmd_train(args):
         log.info("--split %s: no validation subset; training without validation losses", args.split)
     if train_summary["images"] == 0:
         raise UserError(f"--dataset {args.dataset}: no usable training image")
-    os.makedirs(args.logs, exist_ok=True)
-    model = modellib.MaskRCNN(mode="training", config=config, model_dir=args.logs)
-    if weights_kind in ("coco", "imagenet"):
-        load_pretrained(model, weights_kind, config)
-    elif weights_kind in ("last", "path"):
-        model.load_weights(weights_path, by_name=True)
-        log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
-    default_heads, default_all = DEMO_EPOCHS if not args.dataset else DEFAULT_EPOCHS
-    epochs_heads = args.epochs_heads if args.epochs_heads is not None else default_heads
-    epochs_all = args.epochs_all if args.epochs_all is not None else default_all
-    if args.minutes is None and not args.dataset and not saved:
-        args.minutes = DEMO_MINUTES
-        log.info("demo: training for at most %d epochs or %g minutes, whichever ends first (--minutes to change)",
-                 epochs_heads + epochs_all, DEMO_MINUTES)
-    from_scratch = weights_kind == "none" or (weights_kind in ("last", "path") and not saved.get("PRETRAINED"))
+    holder = {}
     try:
-        stages = schedule.plan_stages(config, epochs_heads, epochs_all, from_scratch, args.minutes)
-    except ValueError as err:
-        raise UserError(str(err)) from err
-    augmentation = augmentation_for(args.augment, synthetic=train_summary.get("layout") == "synthetic")
-    try:
-        schedule.run_stages(model, stages, train_set, val_set, augmentation, from_scratch)
+        model = train_run(config, train_set, val_set, args.logs, weights_kind, weights_path, saved,
+                          args.epochs_heads, args.epochs_all, args.minutes, args.augment,
+                          demo=not args.dataset, on_model=holder.setdefault)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the epoch in progress was saved in {model.log_dir}; "
+        print(f"\ninterrupted: the epoch in progress was saved in {holder['model'].log_dir}; "
               f"resume with --weights last", file=sys.stderr)
         return 130
-    except FloatingPointError as err:
+    except (FloatingPointError, RuntimeError, ValueError) as err:
         raise UserError(str(err)) from err
     last = find_last_checkpoint(args.logs, config.NAME)
     print(f"trained: run {model.log_dir}\n  checkpoint {last}\n  losses {os.path.join(model.log_dir, 'losses.csv')}")
@@ -241,7 +193,11 @@ def inference_model(args):
     config = make_config(args, "inference", runs.run_config_of(weights_path))
     model = modellib.MaskRCNN("inference", config, args.logs, graph_min_confidence=0.0)
     if weights_kind in ("coco", "imagenet"):
-        load_pretrained(model, weights_kind, config)
+        from skinlesion.runs import load_pretrained
+        try:
+            load_pretrained(model, weights_kind)
+        except RuntimeError as err:
+            raise UserError(str(err)) from err
     elif weights_kind == "none":
         log.warning("--weights none: predicting with random weights (for testing the pipeline only)")
     else:
@@ -276,6 +232,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     from skinlesion import scoring
+    from skinlesion.evaluation import write_metrics
     out = default_out(args, "evaluation")
     os.makedirs(out, exist_ok=True)
     if args.truth or args.predictions:
@@ -302,41 +259,6 @@ def cmd_evaluate(args):
                     "layout": summary["layout"], "subset": subset, "dataset_skipped": summary.get("skipped", [])})
     write_metrics(out, metrics, per_image)
     return 0
-
-
-def write_metrics(out, metrics, per_image):
-    """metrics.json, per_image.csv and a short table on stdout."""
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1, default=_json_default)
-    columns = ["image", "jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity", "accuracy"]
-    extra = sorted({k for row in per_image for k in row} - set(columns))
-    with open(os.path.join(out, "per_image.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns + extra, extrasaction="ignore")
-        writer.writeheader()
-        for row in per_image:
-            writer.writerow(row)
-    seg = metrics.get("segmentation") or {}
-    print(f"\n{'metric':<20}{'value':>10}")
-    for key in ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity", "accuracy"):
-        value = seg.get(key)
-        print(f"{key:<20}{value:>10.4f}" if value is not None else f"{key:<20}{'n/a':>10}")
-    det = metrics.get("detection") or {}
-    for key in ("mAP50", "mAP"):
-        if det.get(key) is not None:
-            print(f"{key:<20}{det[key]:>10.4f}")
-    cls = metrics.get("classification") or {}
-    if cls.get("balanced_accuracy") is not None:
-        print(f"{'balanced_accuracy':<20}{cls['balanced_accuracy']:>10.4f}")
-        print(f"{'mean_auc':<20}{(cls.get('mean_auc') or float('nan')):>10.4f}")
-    print(f"\nwritten: {out}/metrics.json, {out}/per_image.csv")
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def cmd_investigate(args):

@@ -3,7 +3,9 @@
 ``score_image`` scores one image; the investigate report (skinlesion.report)
 uses it too, so the two agree image by image.
 """
+import csv
 import logging
+import os
 
 import numpy as np
 
@@ -11,6 +13,7 @@ from mrcnn.boxes import extract_bboxes
 from mrcnn.metrics import compute_ap, compute_ap_range
 from skinlesion import scoring
 from skinlesion.inference import Predictor
+from skinlesion.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +106,33 @@ def _mean(values):
     """Mean of the finite values, rounded to 6 digits; None when there is none."""
     values = [v for v in values if v is not None and np.isfinite(v)]
     return round(float(np.mean(values)), 6) if values else None
+
+
+def write_metrics(out, metrics, per_image):
+    """Write metrics.json and per_image.csv into folder ``out`` and print a short table.
+
+    metrics: evaluate's dict (segmentation, detection, classification, ...);
+    per_image: one dict per image with at least the SEGMENTATION_METRICS.
+    """
+    write_json(os.path.join(out, "metrics.json"), metrics, indent=1)
+    columns = ["image", *scoring.SEGMENTATION_METRICS]
+    extra = sorted({k for row in per_image for k in row} - set(columns))
+    with open(os.path.join(out, "per_image.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns + extra, extrasaction="ignore")
+        writer.writeheader()
+        for row in per_image:
+            writer.writerow(row)
+    seg = metrics.get("segmentation") or {}
+    print(f"\n{'metric':<20}{'value':>10}")
+    for key in scoring.SEGMENTATION_METRICS:
+        value = seg.get(key)
+        print(f"{key:<20}{value:>10.4f}" if value is not None else f"{key:<20}{'n/a':>10}")
+    det = metrics.get("detection") or {}
+    for key in ("mAP50", "mAP"):
+        if det.get(key) is not None:
+            print(f"{key:<20}{det[key]:>10.4f}")
+    cls = metrics.get("classification") or {}
+    if cls.get("balanced_accuracy") is not None:
+        print(f"{'balanced_accuracy':<20}{cls['balanced_accuracy']:>10.4f}")
+        print(f"{'mean_auc':<20}{(cls.get('mean_auc') or float('nan')):>10.4f}")
+    print(f"\nwritten: {out}/metrics.json, {out}/per_image.csv")

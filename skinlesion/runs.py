@@ -12,6 +12,7 @@ script without the CLI gets the same numbers::
     metrics, per_image = evaluate_model(model, config, dataset, "out/")
 """
 import logging
+import os
 
 from mrcnn import runs as mrcnn_runs
 from mrcnn.config import Config, ConfigError
@@ -87,3 +88,74 @@ def load_model(run, classes=None, model_dir=None, **overrides):
                      graph_min_confidence=0.0)
     model.load_weights(checkpoint, by_name=True)
     return model, config, checkpoint
+
+
+def load_pretrained(model, kind, cache_dir=None):
+    """Load "coco" or "imagenet" weights into ``model`` by name (downloaded when a network is there).
+
+    coco: every layer but the class-specific heads (mrcnn.weights.COCO_HEAD_LAYERS).
+    The model starts a new run at epoch 0. Returns (weights path, layers loaded).
+    Raises RuntimeError naming the URL and how to pass a local file when offline.
+    """
+    from mrcnn.weights import COCO_HEAD_LAYERS, download_weights
+    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".keras", "models")
+    path = download_weights(kind, cache_dir)
+    report = model.load_weights(path, by_name=True, exclude=COCO_HEAD_LAYERS if kind == "coco" else None)
+    model.set_log_dir()
+    return path, len(report.get("loaded", []))
+
+
+def augmentation_for(kind, synthetic=False):
+    """The albumentations pipeline for --augment "default" / "strong" (None for "none").
+
+    synthetic: the built-in generator, which already draws lesions over its
+    own range of sizes (10-50 % of the image) and is scored on that range;
+    lesion re-framing is left out there (skinlesion.augment.dermoscopy_augmentation).
+    """
+    if kind == "none":
+        return None
+    from .augment import dermoscopy_augmentation
+    return dermoscopy_augmentation(strong=(kind == "strong"), reframe=not synthetic)
+
+
+def train_run(config, train_set, val_set, logs, weights="none", weights_path=None, saved=None,
+              epochs_heads=None, epochs_all=None, minutes=None, augment="default", demo=False, on_model=None):
+    """Train a lesion run the way ``lesions.py --mode train`` does; returns the MaskRCNN.
+
+    weights: "none" (from scratch), "coco" / "imagenet" (pretrained, heads
+    first), "last" / "path" (continue ``weights_path``; ``saved`` is its run's
+    config dict, whose PRETRAINED says whether it began from scratch).
+    epochs_heads / epochs_all: stage epochs (default DEFAULT_EPOCHS, the demo
+    DEMO_EPOCHS); minutes: wall-clock budget (the demo: DEMO_MINUTES).
+    augment: "default", "strong" or "none" (augmentation_for). on_model:
+    called as on_model("model", model) once the model exists (so a caller
+    can name its run folder after Ctrl-C). Raises RuntimeError when
+    pretrained weights cannot be fetched, ValueError for a bad budget,
+    FloatingPointError when the loss diverges.
+    """
+    from mrcnn import schedule
+    from mrcnn.model import MaskRCNN
+    saved = saved or {}
+    os.makedirs(logs, exist_ok=True)
+    model = MaskRCNN(mode="training", config=config, model_dir=logs)
+    if on_model:
+        on_model("model", model)
+    if weights in ("coco", "imagenet"):
+        path, loaded = load_pretrained(model, weights)
+        log.info("loaded %s weights from %s (%d layers)", weights, path, loaded)
+    elif weights in ("last", "path"):
+        model.load_weights(weights_path, by_name=True)
+        log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
+    default_heads, default_all = DEMO_EPOCHS if demo else DEFAULT_EPOCHS
+    epochs_heads = default_heads if epochs_heads is None else epochs_heads
+    epochs_all = default_all if epochs_all is None else epochs_all
+    if minutes is None and demo and not saved:
+        minutes = DEMO_MINUTES
+        log.info("demo: training for at most %d epochs or %g minutes, whichever ends first (--minutes to change)",
+                 epochs_heads + epochs_all, DEMO_MINUTES)
+    from_scratch = weights == "none" or (weights in ("last", "path") and not saved.get("PRETRAINED"))
+    stages = schedule.plan_stages(config, epochs_heads, epochs_all, from_scratch, minutes)
+    synthetic = (getattr(train_set, "summary", None) or {}).get("layout") == "synthetic"
+    augmentation = augmentation_for(augment, synthetic=synthetic)
+    schedule.run_stages(model, stages, train_set, val_set, augmentation, from_scratch)
+    return model

@@ -167,8 +167,8 @@ def test_lesion_config_anchors_cover_lesions_of_1_to_80_percent():
 
 
 def test_cli_augmentation_reframes_real_data_but_not_the_synthetic_demo():
-    import lesions
-    assert lesions.augmentation_for("none") is None
-    assert isinstance(lesions.augmentation_for("default").scale, LesionScale)
-    assert lesions.augmentation_for("strong").scale.p == 0.5
-    assert lesions.augmentation_for("default", synthetic=True).scale is None
+    from skinlesion import runs
+    assert runs.augmentation_for("none") is None
+    assert isinstance(runs.augmentation_for("default").scale, LesionScale)
+    assert runs.augmentation_for("strong").scale.p == 0.5
+    assert runs.augmentation_for("default", synthetic=True).scale is None
