@@ -93,8 +93,9 @@ def melanoma_auc(prob_csv, truth_csv):
 
 def isic_row(args, base, log_path):
     """Predict on ISIC2017_Training_256 (or a seeded sample of it) and score plausibility and melanoma AUC."""
+    from skinlesion.layouts.files import IMAGE_EXTENSIONS
     images = os.path.join(args.isic, "ISIC-2017_Training_Data")
-    names = sorted(n for n in os.listdir(images) if n.lower().endswith((".jpg", ".png")))
+    names = sorted(n for n in os.listdir(images) if n.lower().endswith(IMAGE_EXTENSIONS))
     if args.isic_limit and args.isic_limit < len(names):
         rng = np.random.default_rng(0)
         names = sorted(rng.choice(names, args.isic_limit, replace=False).tolist())

@@ -31,10 +31,9 @@ class LesionConfig(Config):
     # CPU-friendly; dermoscopic lesions stay recognisable at 256 px.
     IMAGE_MIN_DIM = 256
     IMAGE_MAX_DIM = 256
-    # Lesions are large (10-70% of the image, 80-250 px at 256): anchors from
-    # 32 px up to the image size. With Matterport's (16 ... 256) and IoU 0.7 the
-    # synthetic training set had 1.4 positive anchors per image; with these
-    # scales and RPN_POSITIVE_IOU 0.5, 29 (measured with build_rpn_targets).
+    # Lesions cover about 1-80 % of the image: anchors from 32 px up to the
+    # image size, so every such lesion box has an anchor at IoU >= 0.5
+    # (tests/test_augment.py checks it; README design notes give the counts).
     RPN_ANCHOR_SCALES = (32, 64, 128, 192, 256)
     # One anchor scale per pyramid level on a coarse P5/P6 grid rarely reaches
     # IoU 0.7 with a large lesion, which left the RPN one positive per image.
@@ -58,8 +57,7 @@ class LesionConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.5
     # Every image holds a lesion: when nothing is detected, the most lesion-like
     # ROI is returned anyway (flagged low_confidence by predict); an empty mask
-    # scores Jaccard 0. A model trained on PH2 found nothing in 39 % of ISIC
-    # images (mostly small lesions) without it.
+    # scores Jaccard 0, and a model meets images unlike its training set.
     DETECTION_FALLBACK = True
     # A lesion is a lesion whatever its diagnosis: detect by 1 - P(background)
     # (mrcnn Config.DETECTION_SCORE), not by the one diagnosis that beats background.
@@ -68,26 +66,25 @@ class LesionConfig(Config):
     MINI_MASK_SHAPE = (56, 56)
     # Narrow FPN and head layers: few classes, one object, CPU budget.
     TOP_DOWN_PYRAMID_SIZE = 128
-    # The RPN's shared conv at 256 channels, not 512: at 512 px it was 13 of the
-    # 39 GMAC of a lesion detect (bench/flops.py); torchvision uses 256 too.
+    # The RPN's shared conv at 256 channels, not 512: it runs on every pyramid
+    # level and was a third of a lesion detect's arithmetic (bench/flops.py);
+    # torchvision uses 256 too.
     RPN_CONV_CHANNELS = 256
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
     # Short epochs so checkpoints and validation come often on a CPU.
     STEPS_PER_EPOCH = 100
     VALIDATION_STEPS = 10
-    # From scratch, Adam reaches in 300 steps what SGD (momentum 0.9, LR 0.01)
-    # had not reached in 250 (shapes learning test: mAP@0.5 0.94 vs 0.28).
+    # From scratch, Adam converges in a few hundred steps where SGD had not
+    # (README design notes).
     OPTIMIZER = "adam"
     LEARNING_RATE = 0.001
-    # Warm up over the first 100 steps: from random weights, full-rate Adam steps
-    # sometimes threw the RPN box loss to 6-15 in the first epoch of the demo.
+    # Warm up over the first 100 steps: from random weights, full-rate Adam
+    # steps can throw the RPN box outputs far off.
     LEARNING_RATE_WARMUP = 100
     # Group norm, not batch norm: from scratch with 2 images per batch the heads
     # learn on batch statistics that the moving averages used at inference do
-    # not match. Measured on the demo (192 px, 900 steps): batch norm Jaccard
-    # 0.70 (0.74 when the same checkpoint ran on batch statistics), group norm
-    # with the anchors above 0.89. Pretrained (coco / imagenet) weights need
-    # NORM = "batch"; lesions.py switches to it for them.
+    # not match (README design notes compare the two). Pretrained (coco /
+    # imagenet) weights need NORM = "batch"; skinlesion.runs switches to it.
     NORM = "group"
     # Used only with NORM = "batch" (from scratch, statistics must be learned;
     # 0.9 lets the inference statistics follow the weights).
@@ -95,7 +92,7 @@ class LesionConfig(Config):
     BATCH_NORM_MOMENTUM = 0.9
     # One box regressor and one mask head output for all classes: nevus and
     # melanoma are the same kind of object to outline, and per class each
-    # would see a third of PH2's 160 training images (README, PH2 results).
+    # would see only its share of a small training set.
     CLASS_AGNOSTIC_BOXES = True
     CLASS_AGNOSTIC_MASKS = True
 

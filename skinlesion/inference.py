@@ -18,10 +18,10 @@ from PIL import Image
 
 from mrcnn.dataset import read_image_rgb
 from mrcnn.visualize import draw_overlay
+from skinlesion.layouts.files import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def list_images(spec):

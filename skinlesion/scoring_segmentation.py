@@ -23,6 +23,8 @@ import re
 
 import numpy as np
 
+from skinlesion.layouts.files import IMAGE_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
 SEGMENTATION_METRICS = ("jaccard", "threshold_jaccard", "dice",
@@ -30,7 +32,8 @@ SEGMENTATION_METRICS = ("jaccard", "threshold_jaccard", "dice",
 JACCARD_THRESHOLD = 0.65
 FOREGROUND_THRESHOLD = 128
 MASK_SUFFIXES = ("_segmentation", "_Segmentation", "_lesion", "_mask")
-MASK_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".gif", ".tif", ".tiff")
+# Any image file may hold a mask (the official scorer reads what PIL reads).
+MASK_EXTENSIONS = IMAGE_EXTENSIONS
 ISIC_ID_PATTERN = re.compile(r"ISIC_(\d{7})")
 # The official scorer skips these names in a truth folder.
 IGNORED_NAMES = {"ATTRIBUTION.txt", "LICENSE.txt"}
