@@ -5,7 +5,6 @@ values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE, BACKBONE_STRIDES use) are
 computed in ``__init__`` and checked, so a bad value fails at construction with
 a message that names the field.
 """
-import ast
 import difflib
 import json
 import logging
@@ -304,33 +303,14 @@ class Config:
     def parse_overrides(cls, pairs, reserved=None):
         """``KEY=VALUE`` strings (the CLI's ``--config``) -> {KEY: value}, typed like cls's defaults.
 
-        Values are read as Python literals and never evaluated as code
-        (ast.literal_eval; a bare word stays a string), then checked against
-        the type of the field's default (an int field takes 3, not 3.5; a
-        float field takes 3 as 3.0; an array field a list of as many numbers).
-        reserved: {FIELD: how to set it instead} for fields this way must not
-        set (ConfigError with that hint).
+        Values are read as Python literals and never evaluated as code; see
+        mrcnn.overrides.parse_overrides for the typing rules. reserved:
+        {FIELD: how to set it instead} for fields this way must not set.
         Raises ConfigError naming the field and the nearest field names.
         """
-        fields = cls.field_names()
-        overrides = {}
-        for pair in pairs:
-            if "=" not in pair:
-                raise ConfigError(f"--config {pair!r}: expected KEY=VALUE, e.g. --config IMAGE_MAX_DIM=512")
-            key, raw = pair.split("=", 1)
-            key = key.strip().upper()
-            if key not in fields:
-                near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(near)}?" if near else ""
-                raise ConfigError(f"--config {key}: unknown Config field{hint}")
-            if reserved and key in reserved:
-                raise ConfigError(f"--config {key}: {reserved[key]}")
-            try:
-                value = ast.literal_eval(raw.strip())
-            except (ValueError, SyntaxError):
-                value = raw.strip()
-            overrides[key] = _coerce(key, value, getattr(cls, key))
-        return overrides
+        # Imported here, not at the top: mrcnn.overrides needs ConfigError from this module.
+        from .overrides import parse_overrides
+        return parse_overrides(cls, pairs, reserved)
 
     @classmethod
     def from_overrides(cls, pairs, **fields):
@@ -400,42 +380,3 @@ class Config:
         for key, value in sorted(self.to_dict().items()):
             print(f"{key:30} {value}")
         print("\n")
-
-
-def _coerce(key, value, default):
-    """A --config value checked against the field's default type; converted where lossless.
-
-    Raises ConfigError naming the field and the type it expects.
-    """
-    def wrong(expected):
-        return ConfigError(f"--config {key}={value!r}: expected {expected}")
-
-    if default is None or callable(default):
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise wrong("True or False")
-    if isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise wrong("an integer")
-    if isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise wrong("a number")
-    if isinstance(default, str):
-        return str(value)
-    if isinstance(default, np.ndarray):
-        if isinstance(value, (list, tuple)) and len(value) == default.size:
-            return np.array(value, dtype=default.dtype if default.dtype.kind == "f" else float)
-        raise wrong(f"a list of {default.size} numbers")
-    if isinstance(default, (list, tuple)):
-        if isinstance(value, (list, tuple)):
-            return type(default)(value)
-        raise wrong(f"a list such as {list(default)!r}")
-    if isinstance(default, dict):
-        if isinstance(value, dict):
-            return value
-        raise wrong(f"a dict such as {default!r}")
-    return value

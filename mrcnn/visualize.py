@@ -6,68 +6,28 @@ function also takes ``path=``: given, the figure is drawn on a
 a PNG; without it the figure is shown through pyplot as Matterport did.
 ``draw_overlay`` is a fast OpenCV-only renderer for batch outputs.
 
+The evaluation and inspection figures (plot_precision_recall, plot_overlaps,
+display_table, weight_stats, display_weight_stats) live in
+mrcnn.visualize_stats and are importable from here; the save-or-show
+plumbing is in mrcnn.figures.
+
 Images are RGB uint8 [H, W, 3]; boxes are [N, (y1, x1, y2, x2)] in pixels with
 y2/x2 exclusive; masks are bool [H, W, N].
 """
 import colorsys
 import logging
-import os
 
 import cv2
 import numpy as np
 from matplotlib import patches
-from matplotlib.figure import Figure
+
+from .figures import complete, finish, get_axes, new_figure
+from .visualize_stats import (display_table, display_weight_stats, plot_overlaps,  # noqa: F401  (Matterport API)
+                              plot_precision_recall, weight_stats)
 
 log = logging.getLogger(__name__)
 
 _GOLDEN_RATIO_CONJUGATE = 0.618033988749895
-
-
-# --------------------------------------------------------------------------- figure plumbing
-
-def _new_figure(figsize, path):
-    """A Figure to draw on: an unmanaged one when saving to path, a pyplot one to show.
-
-    Returns: matplotlib Figure.
-    """
-    if path is not None:
-        return Figure(figsize=figsize)
-    import matplotlib.pyplot as plt
-    return plt.figure(figsize=figsize)
-
-
-def _finish(fig, path):
-    """Save fig as a PNG at path (creating folders) or show it through pyplot.
-
-    Figures made for a path are plain Figures, never registered with pyplot, so
-    saving leaves no window and nothing to close. Returns: path (str) or None.
-    """
-    if path is None:
-        import matplotlib.pyplot as plt
-        plt.show()
-        return None
-    path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    log.debug("Saved figure %s", path)
-    return path
-
-
-def _axes(ax, figsize, path):
-    """Use the caller's Axes, or make a figure with one. Returns: (fig, ax, owns_figure)."""
-    if ax is not None:
-        return ax.figure, ax, False
-    fig = _new_figure(figsize, path)
-    return fig, fig.add_subplot(1, 1, 1), True
-
-
-def _complete(fig, owns_figure, path):
-    """Save or show a figure made by _axes; a caller's Axes is only saved when path is given."""
-    if owns_figure or path is not None:
-        return _finish(fig, path)
-    return None
 
 
 # --------------------------------------------------------------------------- colours and masks
@@ -126,7 +86,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
         mask_count = masks.shape[-1] if masks is not None else "no"
         raise ValueError(f"display_instances: {count} boxes but {mask_count} masks and "
                          f"{len(class_ids)} class ids")
-    fig, ax, owns = _axes(ax, figsize, path)
+    fig, ax, owns = get_axes(ax, figsize, path)
     colors = colors or random_colors(count)
     height, width = image.shape[:2]
     ax.set_ylim(height + 10, -10)
@@ -156,7 +116,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
             for contour in _mask_contours(mask):
                 ax.add_patch(patches.Polygon(contour, facecolor="none", edgecolor=color))
     ax.imshow(masked_image.astype(np.uint8))
-    return _complete(fig, owns, path)
+    return complete(fig, owns, path)
 
 
 def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolation=None, path=None):
@@ -167,14 +127,14 @@ def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolat
     """
     titles = titles if titles is not None else [""] * len(images)
     rows = max(1, (len(images) + cols - 1) // cols)
-    fig = _new_figure((14, 14 * rows / cols), path)
+    fig = new_figure((14, 14 * rows / cols), path)
     for i, (image, title) in enumerate(zip(images, titles), start=1):
         ax = fig.add_subplot(rows, cols, i)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
         ax.imshow(np.asarray(image).astype(np.uint8) if np.asarray(image).ndim == 3 else image,
                   cmap=cmap, norm=norm, interpolation=interpolation)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def display_top_masks(image, mask, class_ids, class_names, limit=4, path=None):
@@ -209,7 +169,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     if boxes is None and refined_boxes is None:
         raise ValueError("draw_boxes needs boxes or refined_boxes")
     count = len(boxes) if boxes is not None else len(refined_boxes)
-    fig, ax, owns = _axes(ax, (12, 12), path)
+    fig, ax, owns = get_axes(ax, (12, 12), path)
     colors = random_colors(count)
     margin = image.shape[0] // 10
     ax.set_ylim(image.shape[0] + margin, -margin)
@@ -245,7 +205,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
             for contour in _mask_contours(mask):
                 ax.add_patch(patches.Polygon(contour, facecolor="none", edgecolor=color))
     ax.imshow(masked_image.astype(np.uint8))
-    return _complete(fig, owns, path)
+    return complete(fig, owns, path)
 
 
 def draw_box(image, box, color):
@@ -257,154 +217,6 @@ def draw_box(image, box, color):
     y1, x1, y2, x2 = [int(v) for v in box]
     cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), tuple(int(c) for c in color), 1)
     return image
-
-
-# --------------------------------------------------------------------------- evaluation figures
-
-def plot_precision_recall(AP, precisions, recalls, path=None):
-    """Plot the precision-recall curve of one evaluation.
-
-    AP: average precision (float); precisions, recalls: [K] arrays.
-    Returns: the saved path or None.
-    """
-    fig, ax, owns = _axes(None, (6, 5), path)
-    ax.set_title(f"Precision-Recall Curve. AP@50 = {AP:.3f}")
-    ax.set_ylim(0, 1.1)
-    ax.set_xlim(0, 1.1)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.plot(recalls, precisions)
-    return _complete(fig, owns, path)
-
-
-def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_names, threshold=0.5,
-                  path=None):
-    """Show the IoU grid between predictions (rows) and ground truth (columns).
-
-    gt_class_ids: [G]; pred_class_ids, pred_scores: [P]; overlaps: [P, G] IoU.
-    Cells above threshold read "match" when classes agree, "wrong" otherwise.
-    Returns: the saved path or None.
-    """
-    gt_class_ids = np.asarray(gt_class_ids)[np.asarray(gt_class_ids) != 0]
-    keep = np.asarray(pred_class_ids) != 0
-    pred_class_ids = np.asarray(pred_class_ids)[keep]
-    pred_scores = np.asarray(pred_scores)[keep]
-    overlaps = np.asarray(overlaps).reshape(len(keep), -1)[keep][:, :len(gt_class_ids)]
-    size = (max(4, len(gt_class_ids) * 0.9 + 3), max(3, len(pred_class_ids) * 0.6 + 2))
-    fig, ax, owns = _axes(None, size, path)
-    image = ax.imshow(overlaps, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    fig.colorbar(image, ax=ax, fraction=0.04)
-    ax.set_yticks(np.arange(len(pred_class_ids)))
-    ax.set_yticklabels([f"{class_names[int(c)]} ({s:.2f})" for c, s in zip(pred_class_ids, pred_scores)])
-    ax.set_xticks(np.arange(len(gt_class_ids)))
-    ax.set_xticklabels([class_names[int(c)] for c in gt_class_ids], rotation=90)
-    for i in range(overlaps.shape[0]):
-        for j in range(overlaps.shape[1]):
-            value = overlaps[i, j]
-            text = ""
-            if value > threshold:
-                text = "match" if gt_class_ids[j] == pred_class_ids[i] else "wrong"
-            color = "white" if value > 0.5 else ("gray" if value < threshold else "black")
-            ax.text(j, i, f"{value:.3f}\n{text}", ha="center", va="center", fontsize=9, color=color)
-    ax.set_ylabel("Predictions")
-    ax.set_xlabel("Ground Truth")
-    ax.set_title(f"Overlaps (IoU), threshold {threshold}")
-    return _complete(fig, owns, path)
-
-
-# --------------------------------------------------------------------------- tables
-
-def _table_text(table):
-    """Rows of cells -> an aligned plain-text table (first row is the header). Returns: str."""
-    rows = [[str(cell) for cell in row] for row in table]
-    if not rows:
-        return ""
-    widths = [max(len(row[c]) for row in rows if c < len(row)) for c in range(max(map(len, rows)))]
-    lines = ["  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def display_table(table, path=None):
-    """Print a table (list of rows, first row the header), or save it as a PNG at path.
-
-    Returns: the table as aligned text.
-    """
-    text = _table_text(table)
-    if path is None:
-        print(text)
-        return text
-    rows = [[str(cell) for cell in row] for row in table]
-    fig = _new_figure((min(20, 2 + 2.2 * max(len(r) for r in rows)), 0.8 + 0.3 * len(rows)), path)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.axis("off")
-    if rows:
-        width = max(len(r) for r in rows)
-        padded = [r + [""] * (width - len(r)) for r in rows]
-        grid = ax.table(cellText=padded[1:] or [[""] * width], colLabels=padded[0], loc="center",
-                        cellLoc="left")
-        grid.auto_set_font_size(False)
-        grid.set_fontsize(8)
-        grid.auto_set_column_width(list(range(width)))
-    _finish(fig, path)
-    return text
-
-
-def weight_stats(model):
-    """Per-weight statistics of a Keras model (nested models included).
-
-    Returns: list of dicts {layer, weight, shape, min, max, std, flags} where flags
-    lists "NaN" (non-finite values), "exploding" (|value| > 1000) and "dead"
-    (a multi-value kernel that is constant).
-    """
-    stats = []
-
-    def visit(layer):
-        sub_layers = getattr(layer, "layers", None)
-        if sub_layers:
-            for sub in sub_layers:
-                visit(sub)
-            return
-        for variable in layer.weights:
-            values = np.asarray(variable.numpy(), dtype=np.float64)
-            finite = values[np.isfinite(values)]
-            flags = []
-            if finite.size != values.size:
-                flags.append("NaN")
-            if finite.size and np.abs(finite).max() > 1000:
-                flags.append("exploding")
-            name = getattr(variable, "path", variable.name)
-            if values.size > 1 and finite.size == values.size and values.std() == 0 and "kernel" in name:
-                flags.append("dead")
-            stats.append({
-                "layer": layer.name, "weight": name, "shape": tuple(values.shape),
-                "min": float(finite.min()) if finite.size else float("nan"),
-                "max": float(finite.max()) if finite.size else float("nan"),
-                "std": float(finite.std()) if finite.size else float("nan"),
-                "flags": flags,
-            })
-
-    visit(model)
-    return stats
-
-
-def display_weight_stats(model, path=None):
-    """Print (or save as PNG) a table of weight name, shape, min, max, std and flags.
-
-    model: keras.Model or a MaskRCNN wrapper with .keras_model. Returns: the
-    list of per-weight dicts from weight_stats.
-    """
-    keras_model = getattr(model, "keras_model", model)
-    stats = weight_stats(keras_model)
-    table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD", "FLAGS"]]
-    for row in stats:
-        table.append([row["weight"], str(row["shape"]), f"{row['min']:+9.4f}", f"{row['max']:+9.4f}",
-                      f"{row['std']:+10.4f}", " ".join(f"*** {flag}" for flag in row["flags"])])
-    flagged = [row["weight"] for row in stats if row["flags"]]
-    if flagged:
-        log.warning("Weights with NaN / exploding / dead values: %s", flagged)
-    display_table(table, path=path)
-    return stats
 
 
 # --------------------------------------------------------------------------- fast overlay

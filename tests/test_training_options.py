@@ -99,9 +99,9 @@ def test_cosine_schedule_warms_up_then_decays_to_one_percent():
 
 
 def test_decay_progress_follows_the_steps_or_the_deadline_whichever_comes_first(monkeypatch):
-    from mrcnn import training
+    from mrcnn import callbacks, training
     clock = [100.0]
-    monkeypatch.setattr(training.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
 
     def advance(progress, steps, seconds):
         for _ in range(steps):
