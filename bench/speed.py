@@ -191,19 +191,13 @@ def _synthetic_dataset(size, count):
 
 
 def step_optimizer(config):
-    """The optimizer MaskRCNN.train() builds for config (Config.OPTIMIZER), at a constant LEARNING_RATE.
+    """The optimizer MaskRCNN.train() builds for config (mrcnn.training.make_optimizer), at a constant
+    LEARNING_RATE: the isolated step needs no learning-rate schedule.
 
-    A copy of the choice inside MaskRCNN.train(), which offers no public
-    function for it (call the library's once it has one); the isolated step
-    needs no learning-rate schedule.
     LesionConfig: Adam; Matterport's Config: SGD with momentum (both 1e-3).
     """
-    import keras
-    if str(config.OPTIMIZER).lower() == "adam":
-        return keras.optimizers.Adam(learning_rate=config.LEARNING_RATE, beta_1=config.LEARNING_MOMENTUM,
-                                     clipnorm=config.GRADIENT_CLIP_NORM)
-    return keras.optimizers.SGD(learning_rate=config.LEARNING_RATE, momentum=config.LEARNING_MOMENTUM,
-                                clipnorm=config.GRADIENT_CLIP_NORM)
+    from mrcnn.training import make_optimizer
+    return make_optimizer(config, config.LEARNING_RATE)
 
 
 def phase_train(spec):
