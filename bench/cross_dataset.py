@@ -40,7 +40,9 @@ else:  # run as a script: bench/ is sys.path[0]
 
 SHARED = common.SHARED_DATA
 ROWS = ("isic", "moved", "ph2test", "ph2all", "ham")
-SEG_KEYS = ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity")
+from skinlesion.scoring import SEGMENTATION_METRICS  # noqa: E402  (after common's path setup)
+
+SEG_KEYS = SEGMENTATION_METRICS[:5]  # the table leaves pixel accuracy out
 TABLE_HEADERS = ("row", "images", "Jaccard", "thresholded", "Dice", "plausible share", "confident share", "fallback",
                  "median lesion share", "melanoma AUC")
 

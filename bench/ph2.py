@@ -37,7 +37,7 @@ else:  # run as a script: bench/ is sys.path[0]
 ROOT = common.ROOT
 SHARED = common.SHARED_DATA
 METHODS = ("mrcnn", "unet", "otsu")
-SEG_KEYS = ("jaccard", "threshold_jaccard", "dice", "sensitivity", "specificity", "accuracy")
+from skinlesion.scoring import SEGMENTATION_METRICS as SEG_KEYS  # noqa: E402  (after common's path setup)
 
 
 def run(cmd, log_path):
