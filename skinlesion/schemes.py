@@ -9,6 +9,14 @@ names of the requested scheme. Class ids are 1..K in the order of
 A scheme is *supplied* by a dataset when every diagnosis the dataset can
 produce has a class in that scheme (e.g. HAM10000 cannot supply ``ph2``: its
 ``nv`` does not say common or atypical).
+
+``SCHEMES`` are the schemes of the Mask R-CNN's class head (LesionDataset,
+LesionConfig, the synthetic set, which has images for each). The second-stage
+classifier (skinlesion.labelled) also takes ``CLASSIFIER_SCHEMES``, the ones
+the label-only datasets need: ``isic2019`` and ``melanoma``. Functions that
+take a scheme name check it against SCHEMES unless told
+``purpose="classification"``; ``class_names``, ``to_class`` and ``num_classes``
+accept every name in ``ALL_SCHEMES``.
 """
 import logging
 
@@ -28,14 +36,28 @@ SCHEMES = {
     "ph2": ("common_nevus", "atypical_nevus", "melanoma"),
 }
 
+# Schemes for the classifier only. isic2019: the eight ISIC 2019 training
+# classes. Its ninth column, UNK, is the challenge's "none of the others"
+# answer for test images; no training image has it, so UNK is not a class:
+# an image labelled UNK (or with no class set) has no class in any scheme
+# and is skipped and counted. melanoma: melanoma against everything else, the
+# negative class first (class index 1 is melanoma, as ISIC 2020's target 1).
+CLASSIFIER_SCHEMES = {
+    "isic2019": ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"),
+    "melanoma": ("not_melanoma", "melanoma"),
+}
+ALL_SCHEMES = {**SCHEMES, **CLASSIFIER_SCHEMES}
+
 # The canonical diagnoses every raw label is normalised to. "benign" and
-# "malignant" are for sources that only give that (ISIC 2016 Part 3).
+# "malignant" are for sources that only give that (ISIC 2016 Part 3, ISIC
+# 2024's target); "not_melanoma" for those that only say "not melanoma" (the
+# ISIC 2017 copy with a melanoma column only, ISIC 2020's target 0).
 DIAGNOSES = (
     "melanoma", "nevus", "common_nevus", "atypical_nevus", "seborrheic_keratosis",
-    "bcc", "akiec", "bkl", "df", "vasc", "benign", "malignant",
+    "bcc", "akiec", "bkl", "df", "vasc", "benign", "malignant", "scc", "not_melanoma",
 )
 
-MALIGNANT = frozenset({"melanoma", "bcc", "akiec", "malignant"})
+MALIGNANT = frozenset({"melanoma", "bcc", "akiec", "malignant", "scc"})
 
 # canonical diagnosis -> class name, per scheme. A missing key means the
 # diagnosis has no class in that scheme. "lesion" maps everything (and None).
@@ -52,10 +74,20 @@ SCHEME_MAPS = {
         "seborrheic_keratosis": "BKL", "bkl": "BKL",
         "bcc": "BCC", "akiec": "AKIEC", "df": "DF", "vasc": "VASC",
     },
-    "binary": {d: ("malignant" if d in MALIGNANT else "benign") for d in DIAGNOSES},
+    # "not_melanoma" does not say benign or malignant.
+    "binary": {d: ("malignant" if d in MALIGNANT else "benign") for d in DIAGNOSES if d != "not_melanoma"},
     "ph2": {
         "common_nevus": "common_nevus", "atypical_nevus": "atypical_nevus", "melanoma": "melanoma",
     },
+    "isic2019": {
+        "melanoma": "MEL",
+        "nevus": "NV", "common_nevus": "NV", "atypical_nevus": "NV",
+        # ISIC 2019 took HAM10000's akiec images into AK and has SCC apart.
+        "seborrheic_keratosis": "BKL", "bkl": "BKL",
+        "bcc": "BCC", "akiec": "AK", "df": "DF", "vasc": "VASC", "scc": "SCC",
+    },
+    # "malignant" alone does not say whether it is a melanoma.
+    "melanoma": {d: ("melanoma" if d == "melanoma" else "not_melanoma") for d in DIAGNOSES if d != "malignant"},
 }
 
 # Raw label (as written in each layout's label file) -> canonical diagnosis.
@@ -70,6 +102,14 @@ RAW_DIAGNOSIS = {
                  "bkl": "bkl", "df": "df", "vasc": "vasc"},
     "ph2": {"Common Nevus": "common_nevus", "Atypical Nevus": "atypical_nevus",
             "Melanoma": "melanoma"},
+    # One-hot columns of ISIC_2019_Training_GroundTruth.csv (UNK: see CLASSIFIER_SCHEMES).
+    "isic2019": {"MEL": "melanoma", "NV": "nevus", "BCC": "bcc", "AK": "akiec", "BKL": "bkl",
+                 "DF": "df", "VASC": "vasc", "SCC": "scc"},
+    # ISIC-2017_Training_Classes.csv (melanoma 1.0 / 0.0); the reader turns it into these words.
+    "isic2017_classes": {"melanoma": "melanoma", "not_melanoma": "not_melanoma"},
+    # The target column: ISIC 2020 train.csv (1 = melanoma), ISIC 2024 train-metadata.csv (1 = malignant).
+    "isic2020": {"1": "melanoma", "0": "not_melanoma"},
+    "isic2024": {"1": "malignant", "0": "benign"},
 }
 
 # Free-form labels accepted in a folder layout's labels.csv (lower-cased,
@@ -83,6 +123,7 @@ FOLDER_ALIASES.update({
     "basal_cell_carcinoma": "bcc", "actinic_keratosis": "akiec",
     "benign_keratosis": "bkl", "dermatofibroma": "df", "vascular": "vasc",
     "vascular_lesion": "vasc", "0": "benign", "1": "malignant",
+    "ak": "akiec", "squamous_cell_carcinoma": "scc", "non_melanoma": "not_melanoma",
 })
 
 # Diagnoses each official layout's label files can produce (fixed by the
@@ -90,17 +131,28 @@ FOLDER_ALIASES.update({
 LAYOUT_VOCABULARY = {layout: frozenset(table.values()) for layout, table in RAW_DIAGNOSIS.items()}
 
 
-def check_scheme_name(scheme):
-    """Return ``scheme`` if it is a known scheme name, else raise SchemeError listing them."""
-    if scheme not in SCHEMES:
-        raise SchemeError(f"classes={scheme!r}: unknown class scheme; choose one of "
-                          f"{', '.join(SCHEMES)}")
+def _known(purpose):
+    """The schemes serving ``purpose`` ("segmentation": SCHEMES, "classification": ALL_SCHEMES)."""
+    if purpose not in ("segmentation", "classification"):
+        raise ValueError(f"purpose={purpose!r}: choose segmentation or classification")
+    return SCHEMES if purpose == "segmentation" else ALL_SCHEMES
+
+
+def check_scheme_name(scheme, purpose="segmentation"):
+    """Return ``scheme`` if it is a known scheme name for ``purpose``, else raise SchemeError listing them."""
+    known = _known(purpose)
+    if scheme not in known:
+        extra = ""
+        if scheme in ALL_SCHEMES:
+            extra = " (that scheme is for the classifier, skinlesion.labelled)"
+        raise SchemeError(f"classes={scheme!r}: unknown class scheme{extra}; choose one of "
+                          f"{', '.join(known)}")
     return scheme
 
 
 def class_names(scheme):
-    """The class names of ``scheme`` in id order (background excluded)."""
-    return SCHEMES[check_scheme_name(scheme)]
+    """The class names of ``scheme`` in id order (background excluded); any name in ALL_SCHEMES."""
+    return ALL_SCHEMES[check_scheme_name(scheme, "classification")]
 
 
 def num_classes(scheme):
@@ -135,8 +187,8 @@ def normalise_raw(layout, raw_label):
 
 
 def to_class(diagnosis, scheme):
-    """Class name of a canonical ``diagnosis`` in ``scheme``, or None when it has none."""
-    check_scheme_name(scheme)
+    """Class name of a canonical ``diagnosis`` in ``scheme`` (any in ALL_SCHEMES), or None when it has none."""
+    check_scheme_name(scheme, "classification")
     if scheme == "lesion":
         return "lesion"
     if diagnosis is None:
@@ -144,30 +196,36 @@ def to_class(diagnosis, scheme):
     return SCHEME_MAPS[scheme].get(diagnosis)
 
 
-def supplied_schemes(vocabulary):
-    """Schemes in which every diagnosis of ``vocabulary`` has a class ("lesion" always)."""
+def supplied_schemes(vocabulary, purpose="segmentation"):
+    """Schemes serving ``purpose`` in which every diagnosis of ``vocabulary`` has a class.
+
+    "lesion" (one class) is always among them for segmentation, never for classification.
+    """
     vocabulary = set(vocabulary or ())
-    found = ["lesion"]
+    found = ["lesion"] if purpose == "segmentation" else []
     if not vocabulary:
         return found
-    for scheme in SCHEMES:
+    for scheme in _known(purpose):
         if scheme != "lesion" and all(SCHEME_MAPS[scheme].get(d) for d in vocabulary):
             found.append(scheme)
     return found
 
 
-def require_scheme(scheme, vocabulary, where, observed=None):
+def require_scheme(scheme, vocabulary, where, observed=None, purpose="segmentation"):
     """Raise SchemeError unless the diagnoses in ``vocabulary`` can supply ``scheme``.
 
     ``where`` names the dataset (layout and path) for the message; ``observed``
     optionally lists the raw labels actually present, to show the user what
-    the dataset does have.
+    the dataset does have; ``purpose`` says which schemes may be named.
     """
-    check_scheme_name(scheme)
+    check_scheme_name(scheme, purpose)
     if scheme == "lesion":
         return
     vocabulary = set(vocabulary or ())
     if not vocabulary:
+        if purpose == "classification":
+            raise SchemeError(f"classes={scheme!r} needs diagnosis labels, but {where} has no labels; "
+                              f"add the dataset's label file")
         raise SchemeError(
             f"classes={scheme!r} needs diagnosis labels, but {where} has no labels; "
             f"it supplies only classes='lesion' (add the dataset's label file, or use classes='lesion')")
@@ -175,6 +233,7 @@ def require_scheme(scheme, vocabulary, where, observed=None):
     if missing:
         have = ", ".join(sorted(observed)) if observed else ", ".join(sorted(vocabulary))
         raise SchemeError(
-            f"classes={scheme!r} ({', '.join(SCHEMES[scheme])}) cannot be built from {where}: "
+            f"classes={scheme!r} ({', '.join(ALL_SCHEMES[scheme])}) cannot be built from {where}: "
             f"its diagnoses {', '.join(missing)} have no class in that scheme. The dataset has "
-            f"labels: {have}; it can supply classes= " + " or ".join(repr(n) for n in supplied_schemes(vocabulary)))
+            f"labels: {have}; it can supply classes= "
+            + (" or ".join(repr(n) for n in supplied_schemes(vocabulary, purpose)) or "(none)"))

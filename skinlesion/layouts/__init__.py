@@ -12,7 +12,11 @@ headers, masks, label CSVs and the checks every layout shares),
 scan_layout), and one module per layout family: ``isic`` (ISIC 2016 / 2017
 / 2018 Task 1 with Part 3 / Task 3 labels), ``ph2``, ``ham10000`` (with the
 Tschandl lesion masks) and ``folder`` (images/ + masks/ + optional
-labels.csv).
+labels.csv). The label-only layouts (no masks; they feed the classifier
+through skinlesion.labelled): ``isic2024`` (train-image.hdf5),
+``isic2020``, ``isic2019``, ``isic2018_task3``, ``isic2017_part3``,
+``isic2017_classes`` (a copy with a melanoma column only),
+``ham10000_labels`` and ``folder_labels``; ``labelonly`` holds what they share.
 
 Adding a layout (e.g. ISIC 2019) takes one new module and one line here:
 
@@ -38,20 +42,30 @@ layout (``has_masks=False``: records with ``mask_path=None``, sizes from
 ``image_size`` instead of ``check_pair``) serves readers that need no mask,
 such as the classifier's.
 
+Detection has a purpose (registry.PURPOSES): "segmentation", the default
+and what LesionDataset reads, sees only layouts with masks, so a label-only
+layout never takes a folder from it; "classification" sees every layout
+with labels. The label-only layouts that read a mask layout's tree without
+its masks (``isic2017_part3``, ``ham10000_labels``, ``folder_labels``) are
+detected only where those masks are absent.
+
 ``EXPECTED`` ({name: what it looks like on disk}) and ``LAYOUT_ORDER`` (the
 names in detection order) are read from the registry whenever they are
-used, so they always list every registered layout.
+used, so they always list every registered segmentation layout;
+``registered("classification")`` lists the others too.
 """
 from skinlesion.layouts.base import DatasetError, Record, Scan, log
-from skinlesion.layouts.files import (IMAGE_EXTENSIONS, check_pair, find_image_file, find_label_file,
-                                      image_size, index_files, is_image_file, list_images,
-                                      missing_row_note, read_csv_rows, read_csv_table, read_mask_bool,
-                                      rows_with_columns, skip_rows_without_image, stem_of, unique_stems,
-                                      unwrap_dir)
-from skinlesion.layouts.registry import (Layout, detect_layouts, register, registered,
+from skinlesion.layouts.files import (IMAGE_EXTENSIONS, check_image, check_pair, find_image_file,
+                                      find_label_file, image_size, index_files, is_image_file, list_images,
+                                      missing_row_note, read_csv_columns, read_csv_rows, read_csv_table,
+                                      read_mask_bool, rows_with_columns, sized_pair, skip_rows_without_image,
+                                      stem_of, unique_stems, unwrap_dir)
+from skinlesion.layouts.registry import (PURPOSES, Layout, detect_layouts, get_layout, register, registered,
                                          resolve_layout, scan_layout, unregister)
 # The registry: importing a layout module registers it; this order is the detection order.
 from skinlesion.layouts import isic, ph2, ham10000, folder  # noqa: F401  isort: skip
+# Label-only layouts (has_masks=False), after the segmentation ones.
+from skinlesion.layouts import isic2024, isic2020, isic2019, isic2018_task3, isic2017_part3, isic2017_classes, ham10000_labels, folder_labels  # noqa: F401,E501  isort: skip
 from skinlesion.layouts.isic import (ISIC_DATA_DIR, ISIC_LABEL_CSV, ISIC_MASK_DIR, ISIC_SPLITS,
                                      scan_isic)
 from skinlesion.layouts.ham10000 import HAM_IMAGE_DIRS, HAM_MASK_DIR, HAM_METADATA, scan_ham10000
@@ -62,8 +76,8 @@ __all__ = [
     # types
     "DatasetError", "Record", "Scan", "Layout", "log",
     # registry, detection, scanning
-    "register", "unregister", "registered", "detect_layouts", "resolve_layout", "scan_layout",
-    "EXPECTED", "LAYOUT_ORDER",
+    "register", "unregister", "registered", "get_layout", "detect_layouts", "resolve_layout", "scan_layout",
+    "EXPECTED", "LAYOUT_ORDER", "PURPOSES",
     # scanners and their layouts' folder names
     "scan_isic", "scan_ham10000", "scan_ph2", "scan_folder",
     "ISIC_SPLITS", "ISIC_DATA_DIR", "ISIC_MASK_DIR", "ISIC_LABEL_CSV",
@@ -72,8 +86,10 @@ __all__ = [
     "IMAGE_EXTENSIONS", "is_image_file", "list_images", "index_files", "find_image_file", "unwrap_dir",
     "stem_of", "unique_stems", "skip_rows_without_image", "image_size", "read_mask_bool", "check_pair",
     "read_csv_rows", "read_csv_table", "rows_with_columns", "find_label_file", "missing_row_note",
+    "check_image", "sized_pair", "read_csv_columns",
     # layout modules
-    "isic", "ph2", "ham10000", "folder",
+    "isic", "ph2", "ham10000", "folder", "isic2024", "isic2020", "isic2019", "isic2018_task3",
+    "isic2017_part3", "isic2017_classes", "ham10000_labels", "folder_labels",
 ]
 
 

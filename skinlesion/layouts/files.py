@@ -4,7 +4,9 @@ Besides the plain file utilities, this holds the checks every layout makes
 the same way, so their skip messages stay the same across layouts: one
 image per stem (``unique_stems``), a label row must have its image
 (``skip_rows_without_image``), an image needs a readable mask of its size
-(``check_pair``), a mask may have any image extension (``find_image_file``).
+(``check_pair``) or, in a label-only reading, a readable header
+(``check_image``, ``sized_pair``), a mask may have any image extension
+(``find_image_file``).
 """
 import csv
 import os
@@ -160,6 +162,62 @@ def check_pair(scan, image_path, mask_path, expected_mask):
                              f"{size[0]}x{size[1]} of {os.path.basename(image_path)}")
         return None
     return size
+
+
+def check_image(scan, image_path):
+    """Read the image header; return (width, height) or None after recording why the image is skipped."""
+    try:
+        return image_size(image_path)
+    except ValueError as err:
+        scan.skip(image_path, f"image {err}")
+        return None
+
+
+def sized_pair(scan, image_path, mask_path, expected_mask, with_masks=True):
+    """(mask path, (width, height)) of a usable record, or (None, None) after recording the skip.
+
+    with_masks: True for a segmentation reading (``check_pair``: the mask must be
+    there and match); False for a label-only reading, which checks the image
+    header only and gives mask path None (whatever mask files there are).
+    """
+    if not with_masks:
+        return None, check_image(scan, image_path)
+    size = check_pair(scan, image_path, mask_path, expected_mask)
+    return (mask_path, size) if size is not None else (None, None)
+
+
+def read_csv_columns(scan, path, required, optional=()):
+    """The named columns of a header-row CSV file: a list of (row number, (value, ...)).
+
+    Rows are streamed and only these columns kept, so large metadata files
+    (ISIC 2024: 401059 rows of 55 columns) stay small in memory. Names match
+    the header case-insensitively; values are stripped, in the order
+    ``required + optional``; an absent optional column reads as None. A row
+    too short for the required columns is skipped with a reason (row numbers
+    are file lines); blank rows are ignored. Raises ValueError naming the
+    file and the missing columns, and OSError / UnicodeDecodeError /
+    csv.Error when the file cannot be read.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        missing = [name for name in required if name.lower() not in header]
+        if missing:
+            raise ValueError(f"{os.path.basename(path)} lacks column(s) {', '.join(missing)} "
+                             f"(header: {', '.join(header) or 'empty'})")
+        positions = [header.index(name.lower()) for name in required]
+        extra = [header.index(name.lower()) if name.lower() in header else None for name in optional]
+        rows = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) <= max(positions):
+                scan.skip(path, f"row {reader.line_num}: too few columns")
+                continue
+            values = [row[p].strip() for p in positions]
+            values += [row[p].strip() if p is not None and p < len(row) else None for p in extra]
+            rows.append((reader.line_num, tuple(values)))
+    return rows
 
 
 def read_csv_rows(path):

@@ -4,8 +4,8 @@ import os
 
 from skinlesion import schemes
 from skinlesion.layouts.base import Scan
-from skinlesion.layouts.files import (check_pair, find_image_file, index_files, list_images,
-                                      missing_row_note, read_csv_table, rows_with_columns,
+from skinlesion.layouts.files import (find_image_file, index_files, list_images, missing_row_note,
+                                      read_csv_table, rows_with_columns, sized_pair,
                                       skip_rows_without_image, stem_of, unique_stems)
 from skinlesion.layouts.registry import Layout, register
 
@@ -34,12 +34,13 @@ def _folder_labels(labels_path, scan):
     return labels
 
 
-def scan_folder(root, subsets=None):
+def scan_folder(root, subsets=None, with_masks=True):
     """Scan images/ + masks/ (<stem>.png or <stem>_segmentation.png) + optional labels.csv.
 
     labels.csv columns: image (file name or stem), label (any diagnosis name
     in schemes.FOLDER_ALIASES), optional lesion_id (to keep several images of
     one lesion in one subset). subsets: ignored (no official splits).
+    with_masks: False reads images and labels only (records without masks).
     """
     scan = Scan("folder", root)
     masks = index_files(os.path.join(root, "masks"))
@@ -51,7 +52,8 @@ def scan_folder(root, subsets=None):
                             lambda stem: "no such image in images/")
     for stem, image_path in sorted(present.items()):
         mask_path = find_image_file(masks, f"{stem}_segmentation", stem)
-        size = check_pair(scan, image_path, mask_path, f"masks/{stem}.png or masks/{stem}_segmentation.png")
+        mask_path, size = sized_pair(scan, image_path, mask_path,
+                                     f"masks/{stem}.png or masks/{stem}_segmentation.png", with_masks)
         if size is None:
             continue
         raw, lesion_id, _ = labels.get(stem, (None, None, None))
@@ -69,4 +71,5 @@ def scan_folder(root, subsets=None):
 register(Layout(name="folder",
                 expected="images/ + masks/<stem>.png or masks/<stem>_segmentation.png "
                          "(+ labels.csv: image,label)",
-                detect=detect_folder, scan=scan_folder, has_groups=True))
+                detect=detect_folder, scan=scan_folder, has_groups=True,
+                group_key="lesion_id"))

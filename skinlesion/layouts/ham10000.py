@@ -4,8 +4,8 @@ import os
 
 from skinlesion import schemes
 from skinlesion.layouts.base import Scan
-from skinlesion.layouts.files import (check_pair, find_image_file, find_label_file, index_files,
-                                      list_images, missing_row_note, read_csv_table, rows_with_columns,
+from skinlesion.layouts.files import (find_image_file, find_label_file, index_files, list_images,
+                                      missing_row_note, read_csv_table, rows_with_columns, sized_pair,
                                       skip_rows_without_image, unique_stems, unwrap_dir)
 from skinlesion.layouts.registry import Layout, register
 
@@ -27,10 +27,11 @@ def _ham_metadata(meta_path, scan):
             for row_no, row in rows_with_columns(scan, meta_path, rows, (col_lesion, col_image, col_dx))}
 
 
-def scan_ham10000(root, subsets=None):
+def scan_ham10000(root, subsets=None, with_masks=True):
     """Scan a HAM10000 tree: images in part_1/part_2, Tschandl masks, metadata (lesion_id, dx).
 
     subsets: ignored (HAM10000 has no official splits; LesionDataset splits by lesion_id).
+    with_masks: False reads images and metadata only (records without masks).
     """
     scan = Scan("ham10000", root)
     masks = index_files(os.path.join(root, HAM_MASK_DIR))
@@ -46,7 +47,8 @@ def scan_ham10000(root, subsets=None):
                             lambda stem: f"no such image in {' or '.join(HAM_IMAGE_DIRS[:2])}")
     for stem, image_path in sorted(present.items()):
         mask_path = find_image_file(masks, f"{stem}_segmentation", extensions=(".png",))
-        size = check_pair(scan, image_path, mask_path, f"{HAM_MASK_DIR}/{stem}_segmentation.png")
+        mask_path, size = sized_pair(scan, image_path, mask_path, f"{HAM_MASK_DIR}/{stem}_segmentation.png",
+                                     with_masks)
         if size is None:
             continue
         lesion_id, raw, _ = metadata.get(stem, (stem, None, None))
@@ -65,4 +67,4 @@ register(Layout(name="ham10000",
                 expected="HAM10000_images_part_1/, HAM10000_images_part_2/ + "
                          "HAM10000_segmentations_lesion_tschandl/ (+ HAM10000_metadata.csv)",
                 detect=lambda directory, names: any(d in names for d in HAM_IMAGE_DIRS),
-                scan=scan_ham10000, has_groups=True))
+                scan=scan_ham10000, has_groups=True, group_key="lesion_id"))

@@ -6,8 +6,8 @@ import re
 
 from skinlesion import schemes
 from skinlesion.layouts.base import Scan
-from skinlesion.layouts.files import (check_pair, find_image_file, find_label_file, index_files,
-                                      list_images, missing_row_note, read_csv_rows,
+from skinlesion.layouts.files import (find_image_file, find_label_file, index_files, list_images,
+                                      missing_row_note, read_csv_rows, sized_pair,
                                       skip_rows_without_image, stem_of, unique_stems, unwrap_dir)
 from skinlesion.layouts.registry import Layout, register
 
@@ -133,11 +133,12 @@ def _task3_labels(root, names, scan):
     return all_labels
 
 
-def scan_isic(layout, root, subsets):
+def scan_isic(layout, root, subsets, with_masks=True):
     """Scan an ISIC 2016/2017/2018 Task 1 tree for the official splits behind ``subsets``.
 
     subsets: iterable of "train"/"val"/"test"; ISIC 2016 has no val folder
-    (the caller carves val out of train).
+    (the caller carves val out of train). with_masks: False reads images and
+    labels only (records without masks, see files.sized_pair).
     """
     scan = Scan(layout, root, official_splits=True)
     names = set(os.listdir(root))
@@ -165,7 +166,8 @@ def scan_isic(layout, root, subsets):
                                         lambda stem: f"no such image in {data_dir}")
             for stem, image_path in unique_stems(scan, images, seen, name_first=False):
                 mask_path = find_image_file(masks, f"{stem}_segmentation", extensions=(".png",))
-                size = check_pair(scan, image_path, mask_path, f"{mask_dir_name}/{stem}_segmentation.png")
+                mask_path, size = sized_pair(scan, image_path, mask_path,
+                                             f"{mask_dir_name}/{stem}_segmentation.png", with_masks)
                 if size is None:
                     continue
                 raw, note = labels.get(stem, (None, None))
