@@ -197,6 +197,20 @@ def test_isic2019_unk_is_skipped_and_lesions_stay_together(tmp_path):
 
 # --------------------------------------------------------------------------- ISIC 2020
 
+def test_isic2020_archive_names(tmp_path):
+    root = tmp_path / "ISIC2020"
+    for i in range(4):
+        write_image(str(root / "ISIC_2020_Training_JPEG" / "train" / f"ISIC_{i:07d}.jpg"), i)
+    write_csv(str(root / "ISIC_2020_Training_GroundTruth_v2.csv"),
+              ["image_name", "patient_id", "lesion_id", "sex", "age_approx", "anatom_site_general_challenge",
+               "diagnosis", "benign_malignant", "target"],
+              [[f"ISIC_{i:07d}", "IP_1", f"IL_{i}", "male", "45", "torso", "nevus", "benign", int(i == 0)]
+               for i in range(4)])
+    items, summary = load_labelled(root, "all", classes="melanoma")
+    assert summary["layout"] == "isic2020" and summary["groups"] == 1
+    assert [item.class_index for item in items] == [1, 0, 0, 0]
+
+
 def test_isic2020_patients_stay_in_one_subset(tmp_path):
     root = tmp_path / "siim-isic-melanoma-classification"
     rows = []
@@ -237,7 +251,10 @@ def test_isic2024_hdf5_crops_with_a_corrupt_entry(tmp_path):
         for i in range(12):
             key = f"ISIC_{i:07d}"
             data = b"\xff\xd8 not a jpeg" if i == 4 else jpeg_bytes(i)
-            handle.create_dataset(key, data=np.bytes_(data))  # JPEG bytes as one string scalar, as shipped
+            if i == 5:  # some re-packagings store the bytes as a uint8 array
+                handle.create_dataset(key, data=np.frombuffer(data, np.uint8))
+            else:  # JPEG bytes as one string scalar, as the challenge ships them
+                handle.create_dataset(key, data=np.bytes_(data))
             rows.append([key, int(i % 4 == 0), f"IP_{i % 3:07d}", "3.0", "Benign"])
     rows.append(["ISIC_0000099", 0, "IP_0000000", "3.0", "Benign"])  # a row without a crop
     write_csv(str(root / "train-metadata.csv"), ["isic_id", "target", "patient_id", "clin_size_long_diam_mm",
@@ -246,7 +263,7 @@ def test_isic2024_hdf5_crops_with_a_corrupt_entry(tmp_path):
     assert summary["layout"] == "isic2024" and summary["grouped_by"] == "patient_id" and len(items) == 12
     assert summary["classes"] == {"benign": 9, "malignant": 3} and len(summary["skipped"]) == 1
     assert items[0].key == "ISIC_0000000" and items[0].path.endswith("train-image.hdf5") and items[0].width is None
-    assert read_image(items[1]).shape == SIZE + (3,)
+    assert read_image(items[1]).shape == read_image(items[5]).shape == SIZE + (3,)
     skipped = []
     images = [read_image_or_skip(item, skipped) for item in items]
     assert sum(image is None for image in images) == 1 and skipped[0]["file"].endswith("[ISIC_0000004]")
@@ -254,6 +271,17 @@ def test_isic2024_hdf5_crops_with_a_corrupt_entry(tmp_path):
     assert all(len(subsets) == 1 for subsets in groups.values())
     with pytest.raises(SchemeError, match="malignant"):
         load_labelled(root, classes="melanoma")  # "malignant" does not say melanoma
+
+
+def test_isic2024_crops_as_files(tmp_path):
+    root = tmp_path / "isic-2024-challenge"
+    for i in range(3):
+        write_image(str(root / "train-image" / "image" / f"ISIC_{i:07d}.jpg"), i)
+    write_csv(str(root / "train-metadata.csv"), ["isic_id", "target", "patient_id"],
+              [[f"ISIC_{i:07d}", int(i == 2), f"IP_{i}"] for i in range(3)])
+    items, summary = load_labelled(root, "all", classes="binary")
+    assert summary["layout"] == "isic2024" and [item.label for item in items] == ["benign", "benign", "malignant"]
+    assert items[0].key is None and items[0].width == SIZE[1]
 
 
 # --------------------------------------------------------------------------- HAM10000, folder
@@ -316,6 +344,26 @@ def test_segmentation_layouts_give_the_lesion_dataset_split(lesion_folder_root):
         assert stems(items) == {info["stem"] for info in dataset.image_info}
         assert [i.label for i in items] == [info["label"] for info in sorted(dataset.image_info,
                                                                               key=lambda x: x["stem"])]
+
+
+def test_isic2016_carves_val_as_the_lesion_dataset_does(tmp_path, lesion_write_pair):
+    root = tmp_path / "ISIC2016"
+    rows = []
+    for i in range(12):
+        split = "Training" if i < 10 else "Test"
+        stem = f"ISIC_{i:07d}"
+        lesion_write_pair(str(root / f"ISBI2016_ISIC_Part1_{split}_Data" / f"{stem}.jpg"),
+                          str(root / f"ISBI2016_ISIC_Part1_{split}_GroundTruth" / f"{stem}_Segmentation.png"),
+                          seed=i, size=(16, 16))
+        rows.append([stem, "malignant" if i % 3 == 0 else "benign"])
+    for split, part in (("Training", rows[:10]), ("Test", rows[10:])):
+        with open(root / f"ISBI2016_ISIC_Part3_{split}_GroundTruth.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows(part)
+    for subset in ("train", "val", "test"):
+        dataset = LesionDataset()
+        dataset.load(str(root), subset, classes="binary", split=(0.6, 0.2, 0.2))
+        items, summary = load_labelled(root, subset, classes="binary", split=(0.6, 0.2, 0.2))
+        assert summary["official_split"] and stems(items) == {info["stem"] for info in dataset.image_info}
 
 
 def test_real_ph2_for_classification(lesion_real_ph2):
