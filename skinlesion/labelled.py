@@ -211,7 +211,7 @@ def _hdf5_bytes(path, key):
     return value.tobytes() if isinstance(value, np.void) else bytes(value)
 
 
-def describe(item):
+def image_reference(item):
     """Where an item's pixels are: the file, or "file[key]" for an image inside an HDF5 file."""
     return item.path if item.key is None else f"{item.path}[{item.key}]"
 
@@ -228,13 +228,13 @@ def read_image(item):
     try:
         data = _hdf5_bytes(item.path, item.key)
     except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ValueError(f"{describe(item)}: cannot read the image bytes ({err})") from err
+        raise ValueError(f"{image_reference(item)}: cannot read the image bytes ({err})") from err
     try:
         return read_image_rgb(io.BytesIO(data))
     except ValueError as err:
         # PIL names the in-memory buffer by its repr; name the stored bytes instead.
         reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the stored bytes", str(err.__cause__ or err))
-        raise ValueError(f"{describe(item)}: cannot decode image ({reason})") from err
+        raise ValueError(f"{image_reference(item)}: cannot decode image ({reason})") from err
 
 
 def read_image_or_skip(item, skipped):
@@ -243,5 +243,5 @@ def read_image_or_skip(item, skipped):
         return read_image(item)
     except ValueError as err:
         log.warning("Skipping %s", err)  # the message names the file (and key)
-        skipped.append({"file": describe(item), "reason": str(err)})
+        skipped.append({"file": image_reference(item), "reason": str(err)})
         return None
