@@ -35,8 +35,10 @@ def val_dataset():
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_config, tmp_path_factory):
-    """An untrained inference model (random weights: it predicts anything, or nothing)."""
+    """An untrained inference model (random weights, seeded so every run sees the same detections)."""
+    import keras
     from mrcnn.model import MaskRCNN
+    keras.utils.set_random_seed(5)
     return MaskRCNN("inference", tiny_config, str(tmp_path_factory.mktemp("logs")))
 
 
