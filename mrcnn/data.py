@@ -135,7 +135,7 @@ class DataGenerator(keras.utils.PyDataset):
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, steps=None,
                  workers=None, use_multiprocessing=False, seed=None):
-        super().__init__(workers=workers if workers is not None else getattr(config, "WORKERS", 1),
+        super().__init__(workers=config.WORKERS if workers is None else workers,
                          use_multiprocessing=use_multiprocessing, max_queue_size=8)
         self.dataset = dataset
         self.config = config
