@@ -71,12 +71,15 @@ def check_exportable(model):
                          f"COMPUTE_DTYPE='float32' (it is {model.config.COMPUTE_DTYPE!r})")
 
 
-def export_saved_model(model, out_dir, class_names=None, source=None):
+def export_saved_model(model, out_dir, class_names=None, source=None, tflite=False):
     """Write model (a MaskRCNN, see check_exportable) as a SavedModel in out_dir, with its files.
 
     class_names: names by class id (default: "class_<i>", 0 = background);
-    source: where the weights came from (a checkpoint path), for the README
-    and export.json. Returns the list of paths written.
+    source: where the weights came from (a checkpoint path), for export.json.
+    tflite: also out_dir/model.tflite for images of the molded size
+    IMAGE_MAX_DIM x IMAGE_MAX_DIM (convert_tflite; RuntimeError when it
+    cannot be converted, after the SavedModel is written). Returns the list
+    of paths written.
     """
     import tensorflow as tf
 
@@ -98,12 +101,19 @@ def export_saved_model(model, out_dir, class_names=None, source=None):
     names_path = os.path.join(out_dir, "class_names.json")
     with open(names_path, "w") as f:
         json.dump(names, f, indent=2)
+    info = {"source": source, "format": "savedmodel", "signature": "serving_default",
+            "default_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
+            "max_instances": int(config.DETECTION_MAX_INSTANCES), "molded_size": int(config.IMAGE_MAX_DIM),
+            "fallback": bool(config.DETECTION_FALLBACK and config.NUM_CLASSES > 1)}
+    if tflite:
+        size = (int(config.IMAGE_MAX_DIM),) * 2
+        tflite_path, flex_ops = convert_tflite(module, out_dir, size)
+        written.append(tflite_path)
+        info["tflite"] = {"file": os.path.basename(tflite_path), "images": [1, size[0], size[1], 3],
+                          "flex_ops": flex_ops}
     info_path = os.path.join(out_dir, "export.json")
     with open(info_path, "w") as f:
-        json.dump({"source": source, "format": "savedmodel", "signature": "serving_default",
-                   "default_min_confidence": float(config.DETECTION_MIN_CONFIDENCE),
-                   "max_instances": int(config.DETECTION_MAX_INSTANCES), "input_size": int(config.IMAGE_MAX_DIM),
-                   "fallback": bool(config.DETECTION_FALLBACK)}, f, indent=2)
+        json.dump(info, f, indent=2)
     readme_path = os.path.join(out_dir, "README.txt")
     with open(readme_path, "w") as f:
         f.write(README.format(name=config.NAME, classes=config.NUM_CLASSES, class_list=", ".join(names),
@@ -113,18 +123,22 @@ def export_saved_model(model, out_dir, class_names=None, source=None):
     return written + [config_path, names_path, info_path, readme_path]
 
 
-def convert_tflite(out_dir, config=None):
-    """Convert the SavedModel in out_dir to out_dir/model.tflite (TFLITE_BUILTINS + SELECT_TF_OPS).
+def convert_tflite(module, out_dir, image_size):
+    """Convert a ServingModule for one image of image_size (H, W) to out_dir/model.tflite.
 
-    config: the exported Config (for the message). Returns the .tflite path.
+    TFLITE_BUILTINS + SELECT_TF_OPS (the .tflite needs the Flex delegate,
+    which tf.lite.Interpreter of the full TensorFlow has). The input is uint8
+    [1, H, W, 3], min_confidence a float32 scalar; the outputs are those of
+    the SavedModel. Returns (the .tflite path, the sorted names of the flex
+    ops it needs, e.g. "TensorListReserve" of the graph's map_fn loops).
     Raises RuntimeError naming the op TensorFlow Lite cannot run (neither a
-    builtin nor a SELECT_TF_OPS "flex" op) and saying that the SavedModel
-    itself is written and usable.
+    builtin nor a flex op).
     """
     import re
 
     import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_saved_model(out_dir, signature_keys=["serving_default"])
+    function = module.function(image_size=tuple(int(v) for v in image_size), batch=1)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
     try:
         flat = converter.convert()
@@ -137,4 +151,6 @@ def convert_tflite(out_dir, config=None):
     path = os.path.join(out_dir, "model.tflite")
     with open(path, "wb") as f:
         f.write(flat)
-    return path
+    # Flex ops are stored as custom ops named "Flex<TensorFlow op>".
+    flex_ops = sorted({name.decode() for name in re.findall(rb"Flex([A-Z][A-Za-z0-9]+)", flat)})
+    return path, flex_ops

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from . import anchors as anchors_lib
 from .box_graph import scale_boxes_graph
+from .images import resize_image
 
 
 def square_geometry(height, width, min_dim, max_dim, min_scale):
@@ -58,20 +59,26 @@ def resize_uint8(images, height, width):
 
     Area averaging when the height shrinks, bilinear otherwise (cv2's
     INTER_AREA / INTER_LINEAR choice), rounded and clipped to 0-255; the
-    same size is returned unchanged. Returns: float32 [B, height, width, C]
-    holding whole grey levels.
+    same size is returned unchanged. height, width: int32 scalar tensors, or
+    Python ints when the images' size is static (then the choice is made
+    here and only the op needed is in the graph; TensorFlow Lite has no
+    area resize). Returns: float32 [B, height, width, C] of whole grey levels.
     """
-    shape = tf.shape(images)
     source = tf.cast(images, tf.float32)
 
-    def resized():
-        # cv2 rounds an area mean half up ((sum + 2) >> 2 for a factor of 2), hence floor(x + 0.5).
-        area = lambda: tf.floor(tf.image.resize(source, [height, width], method="area") + 0.5)  # noqa: E731
-        bilinear = lambda: tf.round(tf.image.resize(source, [height, width], method="bilinear"))  # noqa: E731
-        return tf.clip_by_value(tf.cond(height < shape[1], area, bilinear), 0.0, 255.0)
+    def area():  # cv2 rounds an area mean half up ((sum + 2) >> 2 for a factor of 2), hence floor(x + 0.5)
+        return tf.clip_by_value(tf.floor(tf.image.resize(source, [height, width], method="area") + 0.5), 0.0, 255.0)
 
+    def bilinear():
+        return tf.clip_by_value(tf.round(tf.image.resize(source, [height, width], method="bilinear")), 0.0, 255.0)
+
+    if isinstance(height, int):
+        if (height, width) == tuple(images.shape[1:3]):
+            return source
+        return area() if height < images.shape[1] else bilinear()
+    shape = tf.shape(images)
     same = tf.logical_and(tf.equal(height, shape[1]), tf.equal(width, shape[2]))
-    return tf.cond(same, lambda: source, resized)
+    return tf.cond(same, lambda: source, lambda: tf.cond(height < shape[1], area, bilinear))
 
 
 def shades_of_grey_graph(images, power=6):
@@ -101,8 +108,14 @@ def mold_graph(images, config):
     size = int(config.IMAGE_MAX_DIM)
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    scale, new_h, new_w, window = square_geometry(height, width, config.IMAGE_MIN_DIM, size,
-                                                  config.IMAGE_MIN_SCALE)
+    if images.shape[1:3].is_fully_defined():  # a fixed input size (TFLite): the geometry is a constant
+        _, window, scale, _, _ = resize_image(np.zeros(tuple(images.shape[1:3]) + (3,), np.uint8),
+                                              config.IMAGE_MIN_DIM, size, config.IMAGE_MIN_SCALE, "square")
+        new_h, new_w = int(window[2] - window[0]), int(window[3] - window[1])
+        window, scale = tf.constant(window, tf.int32), tf.constant(scale, tf.float64)
+    else:
+        scale, new_h, new_w, window = square_geometry(height, width, config.IMAGE_MIN_DIM, size,
+                                                      config.IMAGE_MIN_SCALE)
     resized = resize_uint8(images, new_h, new_w)
     padded = tf.pad(resized, [[0, 0], [window[0], size - window[2]], [window[1], size - window[3]], [0, 0]])
     padded = tf.ensure_shape(padded, [None, size, size, 3])
@@ -246,8 +259,6 @@ class ServingModule(tf.Module):
         anchors = anchors_lib.get_anchors(config, config.IMAGE_SHAPE, normalized=True)
         default = tf.constant(float(config.DETECTION_MIN_CONFIDENCE), tf.float32)
 
-        # A SavedModel signature has no default values: the default lives on
-        # the restored function (loaded.serve(images)), the signature needs both.
         def serve(images, min_confidence=default):
             height, width = tf.shape(images)[1], tf.shape(images)[2]
             molded, image_meta, window = mold_graph(images, config)
@@ -256,6 +267,18 @@ class ServingModule(tf.Module):
                                    "input_anchors": batch_anchors}, training=False)
             return unmold_graph(outputs, window, height, width, min_confidence, config)
 
-        self.serve = tf.function(serve, input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+        self._serve_python = serve  # a plain closure: the Keras model stays out of the tracked tree
+        self.serve = self.function()
+
+    def function(self, image_size=None, batch=None):
+        """The serving tf.function for images [batch, H, W, 3] of image_size (H, W); None: any.
+
+        A SavedModel signature has no default values: the default of
+        min_confidence lives on the restored function (loaded.serve(images));
+        the signature needs both inputs. A fixed size makes the molding
+        geometry constant (TensorFlow Lite).
+        """
+        height_width = list(image_size) if image_size else [None, None]
+        return tf.function(self._serve_python, input_signature=[
+            tf.TensorSpec([batch] + height_width + [3], tf.uint8, name="images"),
             tf.TensorSpec([], tf.float32, name="min_confidence")])

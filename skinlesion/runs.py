@@ -171,7 +171,8 @@ def export_run(run, out_dir, fmt="savedmodel", overrides=None):
     model has load_model's config but loads strictly, in float32 whatever
     the run trained in, its threshold a runtime input (default: the run's
     DETECTION_MIN_CONFIDENCE, or overrides'). fmt: "savedmodel" (out_dir is
-    the SavedModel) or "tflite" (also out_dir/model.tflite). Raises
+    the SavedModel) or "tflite" (also out_dir/model.tflite for one image of
+    the molded size, mrcnn.export.convert_tflite). Raises
     FileNotFoundError / ValueError naming the file when the run cannot be loaded.
     """
     from mrcnn import export
@@ -188,7 +189,6 @@ def export_run(run, out_dir, fmt="savedmodel", overrides=None):
     except OSError as err:  # h5py: not an HDF5 file (truncated or corrupt)
         raise ValueError(f"{checkpoint}: not a readable weights file ({err}); "
                          "export another epoch of the run or retrain") from err
-    written = export.export_saved_model(model, out_dir, model.config.CLASS_NAMES, source=checkpoint)
-    if fmt == "tflite":
-        written.append(export.convert_tflite(out_dir, model.config))
+    written = export.export_saved_model(model, out_dir, model.config.CLASS_NAMES, source=checkpoint,
+                                        tflite=fmt == "tflite")
     return written, checkpoint

@@ -71,16 +71,17 @@ def exported(tmp_path_factory):
     model = MaskRCNN("inference", config, str(root / "logs"), graph_min_confidence=0.0)
     model.keras_model.save_weights(str(run / "mask_rcnn_lesion_0001.weights.h5"))
     (run / "config.json").write_text(config.to_json())
-    out = root / "saved"
-    assert lesions.main(["--mode", "export", "--weights", str(run), "--out", str(out), "--quiet"]) == 0
-
     images = {f"s{h}x{w}": np.stack([synthetic.generate(seed, size=(h, w))[0] for seed in (5, 6)])
               for h, w in SIZES}
     small = images["s50x64"][:1]
     scores = np.sort(model.detect([small[0]])[0]["scores"])[::-1]
     gap = int(np.argmax(scores[:-1] - scores[1:]))
     middle = float((scores[gap] + scores[gap + 1]) / 2)  # keeps the gap + 1 best detections
-    calls = [("small", 0.0), ("small", middle), ("small", 1.0)] + [(key, None) for key in images]
+    # The export's default threshold is the run's, here set at export time.
+    out = root / "saved"
+    assert lesions.main(["--mode", "export", "--weights", str(run), "--out", str(out), "--quiet",
+                         "--config", f"DETECTION_MIN_CONFIDENCE={middle!r}"]) == 0
+    calls = [("small", 0.0), ("small", None), ("small", 1.0)] + [(key, 0.0) for key in images]
     inputs = root / "inputs.npz"
     np.savez(inputs, small=small, calls=np.array(json.dumps(calls)), **images)
     script = root / "load_export.py"
@@ -151,20 +152,19 @@ def test_loaded_without_the_project(exported):
 @pytest.mark.parametrize("size", SIZES)
 def test_export_equals_detect_on_two_sizes(exported, size):
     key = f"s{size[0]}x{size[1]}"
-    reference = exported["reference"](None)  # threshold DETECTION_MIN_CONFIDENCE, the export's default
-    for index, image in enumerate(exported["images"][key]):
-        out = served(exported, key, None, index)
-        assert_same(out, reference.detect([image])[0], image.shape)
+    for index, image in enumerate(exported["images"][key]):  # one call on a batch of two
+        out = served(exported, key, 0.0, index)
+        assert_same(out, exported["model"].detect([image])[0], image.shape)
         assert out["masks"].shape[1:] == size
 
 
 def test_min_confidence_at_call_time(exported):
     image = exported["small"][0]
     everything = served(exported, "small", 0.0)
-    middle = served(exported, "small", exported["middle"])
-    assert_same(everything, exported["model"].detect([image])[0], image.shape)
-    assert int(middle["num_detections"]) == exported["expected_kept"] < int(everything["num_detections"])
-    assert_same(middle, exported["reference"](exported["middle"]).detect([image])[0], image.shape)
+    default = served(exported, "small", None)  # the run's DETECTION_MIN_CONFIDENCE: the middle one
+    assert json.loads((exported["out"] / "export.json").read_text())["default_min_confidence"] == exported["middle"]
+    assert int(default["num_detections"]) == exported["expected_kept"] < int(everything["num_detections"])
+    assert_same(default, exported["reference"](exported["middle"]).detect([image])[0], image.shape)
 
 
 def test_fallback_when_nothing_passes_matches_the_graph_fallback(exported):
