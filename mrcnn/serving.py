@@ -9,10 +9,11 @@ and no mrcnn needed at call time; ``mrcnn.export`` saves it as a SavedModel.
 It is the TensorFlow twin of ``MaskRCNN.mold_inputs`` + ``detect`` +
 ``unmold_detections`` for IMAGE_RESIZE_MODE "square" (the only mode whose
 molded shape is fixed, so the anchors are constants). The resize runs in
-TensorFlow (area when shrinking, bilinear when enlarging, as mrcnn.images
-chooses for cv2), rounded to uint8 as cv2 returns it; a pixel can differ by
-one grey level from cv2's, which moves scores by far less than 1e-4 on the
-test models but is why the export is not bit-identical to detect().
+TensorFlow as mrcnn.images chooses it for cv2: enlarging reproduces
+cv2.INTER_LINEAR's fixed-point arithmetic exactly; shrinking uses
+TensorFlow's area resize, rounded to uint8, where a few pixels can differ by
+one grey level from cv2.INTER_AREA's (moving scores by far less than 1e-4 on
+the test model), so the export is not bit-identical to detect() there.
 
 The threshold is applied after the graph: a detection is kept when its
 score > max(min_confidence, 0), as the graph's NMS keeps it, so the result
@@ -70,7 +71,7 @@ def resize_uint8(images, height, width):
         return tf.clip_by_value(tf.floor(tf.image.resize(source, [height, width], method="area") + 0.5), 0.0, 255.0)
 
     def bilinear():
-        return tf.clip_by_value(tf.round(tf.image.resize(source, [height, width], method="bilinear")), 0.0, 255.0)
+        return tf.cast(bilinear_uint8(images, height, width), tf.float32)
 
     if isinstance(height, int):
         if (height, width) == tuple(images.shape[1:3]):
@@ -79,6 +80,47 @@ def resize_uint8(images, height, width):
     shape = tf.shape(images)
     same = tf.logical_and(tf.equal(height, shape[1]), tf.equal(width, shape[2]))
     return tf.cond(same, lambda: source, lambda: tf.cond(height < shape[1], area, bilinear))
+
+
+def _linear_taps(size, source_size, clamp_weights):
+    """cv2's fixed-point INTER_LINEAR taps along one axis: (first, second source index, weights) int32 [size].
+
+    As OpenCV computes them: source coordinate (d + 0.5) * scale - 0.5 in
+    double then float, each weight rounded to 1/2048 on its own. Along x a
+    coordinate past the border takes the edge pixel alone (weight 2048);
+    along y only the row index is clamped, the weights stay as computed.
+    """
+    scale = 1.0 / (tf.cast(size, tf.float64) / tf.cast(source_size, tf.float64))
+    where = tf.cast((tf.range(size, dtype=tf.float64) + 0.5) * scale - 0.5, tf.float32)
+    first = tf.floor(where)
+    frac = where - first
+    first = tf.cast(first, tf.int32)
+    if clamp_weights:
+        frac = tf.where(tf.logical_or(first < 0, first >= source_size - 1), 0.0, frac)
+    second = tf.clip_by_value(first + 1, 0, source_size - 1)
+    first = tf.clip_by_value(first, 0, source_size - 1)
+    weights = [tf.cast(tf.round(w * 2048.0), tf.int32) for w in (1.0 - frac, frac)]
+    return first, second, weights[0], weights[1]
+
+
+def bilinear_uint8(images, height, width):
+    """Enlarge uint8 images [B, H, W, C] to [B, height, width, C] with cv2.INTER_LINEAR's integer arithmetic.
+
+    OpenCV resizes 8-bit images in fixed point: a horizontal pass with 11-bit
+    weights into int32, then a vertical pass that drops 4 bits, multiplies by
+    11-bit weights keeping the high 16 bits, and rounds off the last 2. That
+    rounding is reproduced here (bit-exact against opencv-python-headless on
+    enlargements, tests/test_export.py), where tf.image.resize's float
+    bilinear differs by one grey level in about one pixel in ten. Returns int32.
+    """
+    image = tf.cast(images, tf.int32)
+    shape = tf.shape(images)
+    x0, x1, a0, a1 = _linear_taps(width, shape[2], clamp_weights=True)
+    rows = tf.gather(image, x0, axis=2) * a0[:, None] + tf.gather(image, x1, axis=2) * a1[:, None]
+    y0, y1, b0, b1 = _linear_taps(height, shape[1], clamp_weights=False)
+    top = (tf.gather(rows, y0, axis=1) // 16) * b0[:, None, None] // 65536
+    bottom = (tf.gather(rows, y1, axis=1) // 16) * b1[:, None, None] // 65536
+    return tf.clip_by_value((top + bottom + 2) // 4, 0, 255)
 
 
 def shades_of_grey_graph(images, power=6):
