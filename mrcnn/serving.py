@@ -65,21 +65,23 @@ def resize_uint8(images, height, width):
     here and only the op needed is in the graph; TensorFlow Lite has no
     area resize). Returns: float32 [B, height, width, C] of whole grey levels.
     """
-    source = tf.cast(images, tf.float32)
+    def source():
+        return tf.cast(images, tf.float32)
 
     def area():  # cv2 rounds an area mean half up ((sum + 2) >> 2 for a factor of 2), hence floor(x + 0.5)
-        return tf.clip_by_value(tf.floor(tf.image.resize(source, [height, width], method="area") + 0.5), 0.0, 255.0)
+        # On the uint8 images: ResizeArea reads them as they are, a float copy of a large image costs more.
+        return tf.clip_by_value(tf.floor(tf.image.resize(images, [height, width], method="area") + 0.5), 0.0, 255.0)
 
     def bilinear():
         return tf.cast(bilinear_uint8(images, height, width), tf.float32)
 
     if isinstance(height, int):
         if (height, width) == tuple(images.shape[1:3]):
-            return source
+            return source()
         return area() if height < images.shape[1] else bilinear()
     shape = tf.shape(images)
     same = tf.logical_and(tf.equal(height, shape[1]), tf.equal(width, shape[2]))
-    return tf.cond(same, lambda: source, lambda: tf.cond(height < shape[1], area, bilinear))
+    return tf.cond(same, source, lambda: tf.cond(height < shape[1], area, bilinear))
 
 
 def _linear_taps(size, source_size, clamp_weights):
