@@ -231,3 +231,33 @@ def test_square_geometry_and_shades_of_grey_match_numpy():
     graph = shades_of_grey_graph(tf.constant(image)).numpy()
     for i in range(2):
         np.testing.assert_allclose(graph[i], shades_of_grey(image[i]), atol=1e-3)
+
+
+class _TinyServing:
+    """Stands in for a ServingModule in convert_tflite: the real graph takes about a minute to convert."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def function(self, image_size, batch):
+        return tf_function(self.body, [batch, *image_size, 3])
+
+
+def tf_function(body, shape):
+    import tensorflow as tf
+    return tf.function(lambda images, min_confidence: {"out": body(images) * min_confidence},
+                       input_signature=[tf.TensorSpec(shape, tf.uint8), tf.TensorSpec([], tf.float32)])
+
+
+def test_tflite_lists_flex_ops_or_names_the_op_it_cannot_convert(tmp_path):
+    import tensorflow as tf
+    from mrcnn.export import convert_tflite
+
+    def roi_align(images):  # CropAndResize (the graph's ROI Align) is no TFLite builtin: a flex op
+        return tf.image.crop_and_resize(tf.cast(images, tf.float32), [[0.0, 0.0, 0.5, 0.5]], [0], [3, 3])
+
+    path, flex_ops = convert_tflite(_TinyServing(roi_align), str(tmp_path), (8, 8))
+    assert os.path.getsize(path) > 0 and "CropAndResize" in flex_ops
+    with pytest.raises(RuntimeError, match=r"cannot convert op ResizeArea.*SavedModel in"):
+        convert_tflite(_TinyServing(lambda images: tf.image.resize(images, [4, 4], method="area")),
+                       str(tmp_path), (8, 8))
