@@ -7,6 +7,7 @@
     python lesions.py --mode investigate [--dataset DIR] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate [--dataset DIR] [--subset val|test] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
+    python lesions.py --mode export --weights RUN_OR_CHECKPOINT --out DIR [--format savedmodel|tflite]
 
 No --dataset means the built-in synthetic dermoscopy set: the offline demo
 (192 px, at most 8 epochs of 100 steps or 10 minutes of training). No
@@ -21,7 +22,7 @@ import sys
 
 log = logging.getLogger("lesions")
 
-MODES = ("train", "predict", "investigate", "evaluate")
+MODES = ("train", "predict", "investigate", "evaluate", "export")
 
 
 class UserError(Exception):
@@ -34,7 +35,7 @@ def parse_args(argv=None):
         description="Skin-lesion Mask R-CNN (research software, not a medical device).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     parser.add_argument("--mode", default="train",
-                        help="train | predict | investigate | evaluate (default: train, the offline demo)")
+                        help="train | predict | investigate | evaluate | export (default: train, the offline demo)")
     parser.add_argument("--dataset", default=None,
                         help="dataset folder (ISIC 2016/2017/2018, HAM10000, PH2 or images/+masks/); "
                              "default: built-in synthetic dermoscopy")
@@ -72,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--refine", action="store_true",
                         help="predict / evaluate: coarse-to-fine; a lesion small in the image is detected "
                              "again in a crop around it (up to 2x the time)")
+    parser.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"],
+                        help="export: a TensorFlow SavedModel in --out (default), or also --out/model.tflite")
     parser.add_argument("--quiet", action="store_true", help="less console output")
     return parser.parse_args(argv)
 
@@ -287,6 +290,23 @@ def cmd_investigate(args):
     return 0 if result is not None else 1
 
 
+def cmd_export(args):
+    from skinlesion import LesionConfig
+    from skinlesion.runs import export_run
+    if not args.out:
+        raise UserError("--mode export needs --out DIR (the SavedModel folder to write)")
+    weights = args.weights
+    if weights in (None, "last"):
+        weights = find_last_checkpoint(args.logs, name_override(args))
+    try:
+        written, checkpoint = export_run(weights, args.out, args.format, LesionConfig.parse_overrides(args.config))
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        raise UserError(str(err)) from err
+    print(f"exported {checkpoint}\n  to {args.out} ({args.format}): "
+          + ", ".join(os.path.basename(p) for p in written))
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 def main(argv=None):
     args = parse_args(argv)
@@ -299,7 +319,7 @@ def main(argv=None):
         print(f"error: --mode {args.mode!r} is not a mode; use one of {', '.join(MODES)}", file=sys.stderr)
         return 2
     commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-                "investigate": cmd_investigate}
+                "investigate": cmd_investigate, "export": cmd_export}
     try:
         from mrcnn.config import ConfigError
         from skinlesion import DatasetError, SchemeError

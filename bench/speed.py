@@ -320,19 +320,12 @@ def isic_folder(cache_dir, count=PREDICT_IMAGES):
 def inference_model_unthresholded(config):
     """An inference MaskRCNN whose graph keeps every scored detection; config keeps the user's threshold.
 
-    As lesions.py --mode predict runs it: DETECTION_MIN_CONFIDENCE is 0 while
-    the graph is built and restored afterwards, so Predictor applies the
-    user's threshold after detect(). This dance around graph construction is
-    replaced by MaskRCNN.detect(images, min_confidence=None) once the library
-    takes the threshold as a call argument.
+    As lesions.py --mode predict runs it (graph_min_confidence=0): Predictor
+    applies config.DETECTION_MIN_CONFIDENCE after detect().
     """
     from mrcnn.model import MaskRCNN
-    user_threshold = config.DETECTION_MIN_CONFIDENCE
-    config.DETECTION_MIN_CONFIDENCE = 0.0
-    try:
-        return MaskRCNN("inference", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
-    finally:
-        config.DETECTION_MIN_CONFIDENCE = user_threshold
+    return MaskRCNN("inference", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"),
+                    graph_min_confidence=0.0)
 
 
 class TimedDetect:

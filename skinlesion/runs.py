@@ -159,3 +159,36 @@ def train_run(config, train_set, val_set, logs, weights="none", weights_path=Non
     augmentation = augmentation_for(augment, synthetic=synthetic)
     schedule.run_stages(model, stages, train_set, val_set, augmentation, from_scratch)
     return model
+
+
+EXPORT_FORMATS = ("savedmodel", "tflite")
+
+
+def export_run(run, out_dir, fmt="savedmodel", overrides=None):
+    """Export a saved lesion run for deployment (mrcnn.export): (paths written, checkpoint).
+
+    run: a checkpoint, a run folder or a logs folder (as load_model). The
+    model has load_model's config but loads strictly, in float32 whatever
+    the run trained in, its threshold a runtime input (default: the run's
+    DETECTION_MIN_CONFIDENCE, or overrides'). fmt: "savedmodel" (out_dir is
+    the SavedModel) or "tflite" (also out_dir/model.tflite for one image of
+    the molded size, mrcnn.export.convert_tflite). Raises
+    FileNotFoundError / ValueError naming the file when the run cannot be loaded.
+    """
+    from mrcnn import export
+    from mrcnn.model import MaskRCNN
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"--format {fmt}: use one of {', '.join(EXPORT_FORMATS)}")
+    checkpoint = mrcnn_runs.resolve_checkpoint(run)
+    overrides = {**(overrides or {}), "COMPUTE_DTYPE": "float32"}
+    try:
+        # Strict loading (unlike load_model's by name): an export must hold every trained layer.
+        model, _ = MaskRCNN.from_run(checkpoint, LesionConfig, graph_min_confidence=0.0, **overrides)
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # h5py: not an HDF5 file (truncated or corrupt)
+        raise ValueError(f"{checkpoint}: not a readable weights file ({err}); "
+                         "export another epoch of the run or retrain") from err
+    written = export.export_saved_model(model, out_dir, model.config.CLASS_NAMES, source=checkpoint,
+                                        tflite=fmt == "tflite")
+    return written, checkpoint
