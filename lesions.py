@@ -90,32 +90,13 @@ def make_config(args, mode, saved=None):
 
 
 # ------------------------------------------------------------------ datasets
-def load_dataset(args, subset, scheme, config=None, count=None):
-    """A prepared LesionDataset and its summary; synthetic when --dataset is absent."""
-    from skinlesion import LesionDataset
-    if args.dataset and not os.path.exists(args.dataset) and not args.dataset.startswith("synthetic"):
-        raise UserError(f"--dataset {args.dataset}: no such folder")
+def load_dataset(args, subset, scheme, config=None):
+    """(prepared LesionDataset or None, summary) for --dataset / --split / --seed (skinlesion.runs.load_subset)."""
+    from skinlesion.runs import load_subset
     try:
-        split = tuple(float(v) for v in str(args.split).split(","))
-    except ValueError:
-        raise UserError(f"--split {args.split}: expected three fractions such as 0.8,0.1,0.1") from None
-    if subset == "val" and len(split) == 3 and split[1] == 0 and args.dataset:
-        return None, {"layout": None, "images": 0}
-    dataset = LesionDataset()
-    size = (int(config.IMAGE_MAX_DIM), int(config.IMAGE_MAX_DIM)) if config is not None else (256, 256)
-    kwargs = {"size": size} if not args.dataset or str(args.dataset).startswith("synthetic") else {}
-    if count is not None and not args.dataset:
-        kwargs["count"] = count
-    try:
-        summary = dataset.load(args.dataset, subset, classes=scheme, seed=args.seed, split=split, **kwargs)
+        return load_subset(args.dataset, subset, scheme, args.seed, args.split, config)
     except ValueError as err:
-        if "split" not in str(err):
-            raise
-        raise UserError(f"--split {args.split}: {err}") from err
-    dataset.prepare()
-    log.info("dataset: %s layout, subset %s, %d images %s, %d skipped", summary["layout"], subset,
-             summary["images"], summary.get("classes", {}), len(summary.get("skipped", [])))
-    return dataset, summary
+        raise UserError(str(err)) from err
 
 
 # ------------------------------------------------------------------- weights
@@ -281,7 +262,7 @@ def cmd_investigate(args):
         if other != subset:
             try:
                 summaries[other] = load_dataset(args, other, config.CLASS_SCHEME, config)[1]
-            except ValueError as err:
+            except UserError as err:
                 log.info("subset %s: %s", other, err)
     out = default_out(args, "investigate")
     result = investigate(dataset, out, config, model=model, subset_summaries=summaries)

@@ -192,3 +192,37 @@ def export_run(run, out_dir, fmt="savedmodel", overrides=None):
     written = export.export_saved_model(model, out_dir, model.config.CLASS_NAMES, source=checkpoint,
                                         tflite=fmt == "tflite")
     return written, checkpoint
+
+
+def load_subset(dataset, subset, scheme, seed=0, split="0.8,0.1,0.1", config=None):
+    """A prepared LesionDataset of one subset and its summary, as the CLI's --dataset / --split / --seed.
+
+    dataset: a folder, or None / "synthetic[:N]" for the built-in synthetic
+    set (drawn at the config's IMAGE_MAX_DIM). split: "train,val,test"
+    fractions as text or a tuple. A val subset of a split with val 0 is
+    (None, {"layout": None, "images": 0}). Raises ValueError (DatasetError)
+    naming --dataset or --split when they cannot be used.
+    """
+    from .dataset import LesionDataset
+    synthetic = not dataset or str(dataset).startswith("synthetic")
+    if not synthetic and not os.path.exists(dataset):
+        raise ValueError(f"--dataset {dataset}: no such folder")
+    try:
+        fractions = tuple(float(v) for v in str(split).split(",")) if isinstance(split, str) else tuple(split)
+    except ValueError:
+        raise ValueError(f"--split {split}: expected three fractions such as 0.8,0.1,0.1") from None
+    if subset == "val" and len(fractions) == 3 and fractions[1] == 0 and dataset:
+        return None, {"layout": None, "images": 0}
+    size = int(config.IMAGE_MAX_DIM) if config is not None else 256
+    kwargs = {"size": (size, size)} if synthetic else {}
+    loaded = LesionDataset()
+    try:
+        summary = loaded.load(dataset, subset, classes=scheme, seed=seed, split=fractions, **kwargs)
+    except ValueError as err:
+        if "split" not in str(err) or str(err).startswith("--split"):
+            raise
+        raise ValueError(f"--split {split}: {err}") from err
+    loaded.prepare()
+    log.info("dataset: %s layout, subset %s, %d images %s, %d skipped", summary["layout"], subset,
+             summary["images"], summary.get("classes", {}), len(summary.get("skipped", [])))
+    return loaded, summary

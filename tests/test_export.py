@@ -22,9 +22,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 TINY = dict(IMAGE_MAX_DIM=64, IMAGE_MIN_DIM=64, RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128), TOP_DOWN_PYRAMID_SIZE=32,
             FPN_CLASSIF_FC_LAYERS_SIZE=64, POST_NMS_ROIS_INFERENCE=32, PRE_NMS_LIMIT=200, MASK_HEAD_CHANNELS=32,
             COMPUTE_DTYPE="float32")
-# (H, W): 50 x 64 is molded without resizing, 96 x 130 shrinks to 47 x 64 (area resize),
-# 30 x 41 is enlarged to 47 x 64 (bilinear).
-SIZES = ((50, 64), (96, 130), (30, 41))
+# (H, W): 50 x 64 is molded without resizing, 100 x 128 shrinks to 50 x 64 (area resize by an
+# exact factor, where TF's and OpenCV's area resize agree to the bit; at other factors a pixel
+# can differ by one grey level, README "Export for deployment"), 30 x 41 is enlarged to 47 x 64
+# (bilinear, bit-exact at any factor).
+SIZES = ((50, 64), (100, 128), (30, 41))
 
 # Runs in `python -I` from a folder outside the repository; mrcnn is installed
 # in the venv (editable), so importing it is blocked outright.
