@@ -7,6 +7,9 @@
     python lesions.py --mode investigate [--dataset DIR] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate [--dataset DIR] [--subset val|test] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
+    python lesions.py --mode train --model classifier --dataset DIR --classes SCHEME [--segmenter RUN] [--minutes M]
+    python lesions.py --mode evaluate --model classifier [--weights CLS_RUN] [--dataset DIR] [--subset test]
+    python lesions.py --mode predict --image X --weights SEG_RUN --classifier CLS_RUN [--out DIR]
 
 No --dataset means the built-in synthetic dermoscopy set: the offline demo
 (192 px, at most 8 epochs of 100 steps or 10 minutes of training). No
@@ -73,6 +76,10 @@ def parse_args(argv=None):
                         help="predict / evaluate: coarse-to-fine; a lesion small in the image is detected "
                              "again in a crop around it (up to 2x the time)")
     parser.add_argument("--quiet", action="store_true", help="less console output")
+    parser.add_argument("--model", default="maskrcnn", choices=["maskrcnn", "classifier"],
+                        help="train / evaluate: the Mask R-CNN (default) or the second-stage lesion classifier")
+    parser.add_argument("--segmenter", help="--model classifier: Mask R-CNN run for lesion crops (default: centre)")
+    parser.add_argument("--classifier", help="predict: a classifier run; probabilities.csv holds its probabilities")
     return parser.parse_args(argv)
 
 
@@ -147,6 +154,8 @@ def name_override(args):
 
 # ------------------------------------------------------------------- train
 def cmd_train(args):
+    if args.model == "classifier":
+        return cmd_classifier(args)
     from mrcnn import runs
     from skinlesion.runs import train_run
     weights_kind, weights_path = resolve_weights(args, "none")
@@ -220,10 +229,14 @@ def cmd_predict(args):
         raise UserError(str(err)) from err
     model, config, weights_path = inference_model(args)
     out = default_out(args, "predictions")
+    from skinlesion.classifier_cli import PredictStage
+    stage = PredictStage.of(args.classifier)
     predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta,
-                          refine=args.refine)
+                          refine=args.refine, on_result=stage.on_result if stage else None)
     outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
-    predictor.write_summary(outcome, {"weights": weights_path})
+    predictor.write_summary(outcome, {"weights": weights_path, **(stage.summary() if stage else {})})
+    if stage:
+        stage.write(out, outcome)
     low = sum(r["low_confidence"] for r in outcome["images"])
     print(f"predicted {len(outcome['images'])} images ({len(outcome['skipped'])} skipped, {low} low confidence)"
           f"\n  outputs: {out}/masks, {out}/overlays, {out}/predictions.json, {out}/probabilities.csv")
@@ -231,6 +244,8 @@ def cmd_predict(args):
 
 
 def cmd_evaluate(args):
+    if args.model == "classifier":
+        return cmd_classifier(args)
     from skinlesion import scoring
     from skinlesion.evaluation import write_metrics
     out = default_out(args, "evaluation")
@@ -285,6 +300,13 @@ def cmd_investigate(args):
     print(f"report: {os.path.join(out, 'index.html')} (open it in a browser)\n"
           f"summary: {os.path.join(out, 'summary.json')}")
     return 0 if result is not None else 1
+
+
+def cmd_classifier(args):
+    """--model classifier: train / evaluate the second-stage classifier (skinlesion.classifier_cli)."""
+    from skinlesion.classifier_cli import run_command
+    print("\n".join(run_command(args.mode, args)))
+    return 0
 
 
 # ---------------------------------------------------------------------- main
