@@ -65,7 +65,7 @@ def apply_temperature(probs, temperature):
     return softmax(log_probabilities(probs) / float(temperature))
 
 
-def fit_temperature(truth, probs, bounds=(0.05, 20.0)):
+def fit_temperature(truth, probs, bounds=(0.1, 10.0)):
     """The temperature minimising the validation NLL of apply_temperature(probs, T).
 
     truth: int [N]; probs: float [N, K]. A bounded 1-D search over log T
@@ -88,11 +88,17 @@ def calibration_report(truth, probs, temperature):
 
 
 def _auc(positive, scores):
-    """ROC AUC of scores [N] for bool positive [N], or None when one class is absent."""
-    from sklearn.metrics import roc_auc_score
-    if positive.all() or not positive.any():
+    """ROC AUC of scores [N] for bool positive [N], or None when one class is absent.
+
+    The Mann-Whitney form (mid-ranks for ties), equal to sklearn's
+    roc_auc_score and many times faster inside a bootstrap loop.
+    """
+    from scipy.stats import rankdata
+    count = int(positive.sum())
+    if count == 0 or count == len(positive):
         return None
-    return float(roc_auc_score(positive, scores))
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - count * (count + 1) / 2.0) / (count * (len(positive) - count)))
 
 
 def bootstrap_intervals(truth, probs, class_names, resamples=1000, level=0.95, seed=0):

@@ -82,11 +82,16 @@ class ValidationScore(keras.callbacks.Callback):
         self.run_dir = run_dir
         self.best, self.best_epoch, self.waited = -math.inf, None, 0
 
+    def save(self, name):
+        from mrcnn.callbacks import variables_to_numpy_quietly
+        with variables_to_numpy_quietly():
+            self.model.save_weights(os.path.join(self.run_dir, name))
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        self.model.save_weights(os.path.join(self.run_dir, LAST))
+        self.save(LAST)
         if not self.items:
-            self.model.save_weights(os.path.join(self.run_dir, BEST))
+            self.save(BEST)
             self.best_epoch = epoch + 1
             return
         probs = predict_items(self.model, self.config, self.cache, self.items)
@@ -97,7 +102,7 @@ class ValidationScore(keras.callbacks.Callback):
         value = -math.inf if value is None or not np.isfinite(value) else value
         if value > self.best or self.best_epoch is None:
             self.best, self.best_epoch, self.waited = value, epoch + 1, 0
-            self.model.save_weights(os.path.join(self.run_dir, BEST))
+            self.save(BEST)
         else:
             self.waited += 1
             if self.config.PATIENCE and self.waited >= int(self.config.PATIENCE):

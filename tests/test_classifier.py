@@ -144,6 +144,9 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
     assert low < roc_auc_score(truth == 1, probs[:, 1]) < high < 1
     low, high = first["balanced_accuracy"]
     assert 0 <= low < high <= 1
+    from skinlesion.classifier_metrics import _auc
+    tied = np.round(probs[:, 1], 1)                  # ties score as sklearn scores them
+    assert _auc(truth == 1, tied) == pytest.approx(roc_auc_score(truth == 1, tied))
 
 
 # ----------------------------------------------------------------- training
@@ -182,7 +185,7 @@ def test_crop_cache_is_reused_by_later_epochs_and_runs(tmp_path):
 def test_classifier_learns_synthetic_classes(tmp_path):
     config = ClassifierConfig(**TINY_CLS, EPOCHS=5)
     cache_root = tmp_path / "cache"
-    run_dir = train_classifier(config, synthetic_items(200, TWO_CLASSES, (48, 48), seed=1),
+    run_dir = train_classifier(config, synthetic_items(160, TWO_CLASSES, (48, 48), seed=1),
                                synthetic_items(60, TWO_CLASSES, (48, 48), seed=2), tmp_path, None, cache_root)
     assert os.path.basename(run_dir).startswith("classifier")
     for name in ("config.json", "losses.csv", "calibration.json", "classifier_best.weights.h5",
@@ -219,32 +222,49 @@ def segmenter_run(tmp_path_factory):
     model = MaskRCNN("inference", config, str(logs))
     model.set_log_dir()
     os.makedirs(model.log_dir)
-    model.keras_model.save_weights(model.checkpoint_path.format(epoch=1))
+    from mrcnn.callbacks import variables_to_numpy_quietly
+    with variables_to_numpy_quietly():
+        model.keras_model.save_weights(model.checkpoint_path.format(epoch=1))
     model.save_config()
     return model.log_dir
 
 
-def test_cli_train_evaluate_predict(segmenter_run, tmp_path):
+def test_cli_train_evaluate_predict(segmenter_run, tmp_path, monkeypatch):
     from PIL import Image
+    from skinlesion import classifier_data
     from skinlesion.synthetic import generate
+    checkpoint = os.path.join(segmenter_run, "mask_rcnn_lesion_0001.weights.h5")
+    # Crops for train / evaluate from the counting stand-in (tracing a Mask R-CNN's detect costs
+    # seconds per load); predict below runs the real run.
+    loaded = []
+
+    def load(run):
+        loaded.append(run)
+        segmenter = CountingSegmenter()
+        segmenter.checkpoint = checkpoint
+        return segmenter
+    monkeypatch.setattr(classifier_data.Segmenter, "load", staticmethod(load))
     logs = tmp_path / "logs"
-    common = ["--dataset", "synthetic:6", "--classes", "binary", "--logs", logs]
+    common = ["--dataset", "synthetic:6", "--classes", "binary", "--logs", str(logs)]
     assert lesions.main(["--mode", "train", "--model", "classifier", "--segmenter", segmenter_run,
-                         *map(str, common), *CLI_CLS]) == 0
+                         *common, *CLI_CLS]) == 0
     runs = [d for d in os.listdir(logs) if d.startswith("classifier")]
-    assert len(runs) == 1
-    assert json.load(open(logs / runs[0] / "config.json"))["SEGMENTER"].startswith(str(segmenter_run))
+    assert len(runs) == 1 and loaded == [segmenter_run]
+    assert json.load(open(logs / runs[0] / "config.json"))["SEGMENTER"] == checkpoint
+
     out = tmp_path / "eval"
-    assert lesions.main(["--mode", "evaluate", "--model", "classifier", *map(str, common), "--out", str(out),
-                         "--quiet"]) == 0
+    assert lesions.main(["--mode", "evaluate", "--model", "classifier", *common, "--out", str(out), "--quiet"]) == 0
+    assert loaded[-1] == checkpoint                   # the run's own segmenter
     metrics = json.load(open(out / "metrics.json"))
-    assert set(metrics["intervals"]) >= {"balanced_accuracy", "auc", "mean_auc"}
+    assert metrics["images"] == 6 and set(metrics["intervals"]) >= {"balanced_accuracy", "auc", "mean_auc"}
+    assert set(metrics["calibration"]) == {"ece", "nll", "temperature"}
+    assert next(csv.reader(open(out / "probabilities.csv"))) == ["image", "benign", "malignant"]
+
     images = tmp_path / "images"
     images.mkdir()
     for i in range(2):
         Image.fromarray(generate(500 + i, (64, 80))[0]).save(images / f"ISIC_000000{i}.jpg")
     pred = tmp_path / "pred"
-    checkpoint = os.path.join(segmenter_run, "mask_rcnn_lesion_0001.weights.h5")
     assert lesions.main(["--mode", "predict", "--image", str(images), "--weights", checkpoint,
                          "--classifier", str(logs), "--out", str(pred), "--quiet"]) == 0
     rows = list(csv.reader(open(pred / "probabilities.csv")))
