@@ -199,6 +199,9 @@ def inference_model(args):
     weights_kind, weights_path = resolve_weights(args, "last")
     if weights_kind == "last":
         weights_path = find_last_checkpoint(args.logs, name_override(args))
+    elif weights_kind == "path" and os.path.isdir(weights_path):  # a run or logs folder: its newest checkpoint
+        found = runs.run_checkpoints(weights_path)
+        weights_path = found[-1] if found else find_last_checkpoint(weights_path)
     config = make_config(args, "inference", runs.run_config_of(weights_path))
     model = modellib.MaskRCNN("inference", config, args.logs, graph_min_confidence=0.0)
     if weights_kind in ("coco", "imagenet"):

@@ -81,6 +81,11 @@ class ValidationScore(keras.callbacks.Callback):
         self.truth = np.array([item.label for item in items])
         self.run_dir = run_dir
         self.best, self.best_epoch, self.waited = -math.inf, None, 0
+        # Training throughput without the validation passes: steps taken and seconds spent validating.
+        self.steps, self.validation_seconds = 0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
 
     def save(self, name):
         from mrcnn.callbacks import variables_to_numpy_quietly
@@ -94,8 +99,10 @@ class ValidationScore(keras.callbacks.Callback):
             self.save(BEST)
             self.best_epoch = epoch + 1
             return
+        started = time.monotonic()
         probs = predict_items(self.model, self.config, self.cache, self.items)
         scores = epoch_scores(self.truth, probs, self.class_names)
+        self.validation_seconds += time.monotonic() - started
         logs.update({f"val_{k}": (np.nan if v is None else v) for k, v in scores.items()})
         logs["val_loss"] = logs.pop("val_nll")
         value = scores[self.config.MONITOR]
@@ -168,12 +175,13 @@ def train_classifier(config, train_items, val_items, logs, segmenter=None, cache
         callbacks.insert(0, TimeBudget(time.monotonic() + 60.0 * float(config.MINUTES)))
     started = time.monotonic()
     history = model.fit(sequence, epochs=int(config.EPOCHS), callbacks=callbacks, verbose=1 if progress else 0)
-    seconds = time.monotonic() - started
+    seconds = time.monotonic() - started - validation.validation_seconds
     epochs = len(history.history.get("loss", []))
     model.load_weights(os.path.join(run_dir, BEST))
     calibration = calibrate(model, config, cache, val_items)
+    # train_seconds and images_per_second leave out the validation passes (crops were made before).
     calibration.update({"best_epoch": validation.best_epoch, "epochs": epochs, "train_seconds": round(seconds, 2),
-                        "images_per_second": round(epochs * len(sequence) * config.BATCH_SIZE / max(seconds, 1e-9), 2),
+                        "images_per_second": round(validation.steps * config.BATCH_SIZE / max(seconds, 1e-9), 2),
                         "train_images": len(train_items), "val_images": len(val_items),
                         "skipped": skipped + val_skipped,
                         "crop": "lesion (segmenter)" if segmenter is not None else "centre (no segmenter)"})

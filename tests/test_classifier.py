@@ -78,6 +78,33 @@ def test_class_weights_balance_the_loss():
     np.testing.assert_allclose(weights, [2 / 3, 2.0, 0.0])
 
 
+def test_balanced_sampling_draws_classes_equally(tmp_path):
+    from skinlesion.classifier_data import ClassifierItem, CropSequence
+    items = [ClassifierItem(f"im{i}", None, int(i >= 90)) for i in range(100)]   # 90 vs 10
+    config = ClassifierConfig(**TINY_CLS, IMBALANCE="balanced_sampling", STEPS_PER_EPOCH=50)
+    sequence = CropSequence(config, None, items, 2)
+    share = sequence.labels[sequence.order].mean()
+    assert 0.4 < share < 0.6
+    weighted = CropSequence(ClassifierConfig(**TINY_CLS), None, items, 2)
+    np.testing.assert_allclose(weighted.weights, [100 / 180, 100 / 20])
+    assert len(weighted) == 7 and sorted(weighted.order[:100]) == list(range(100))
+
+
+def test_label_only_layouts_load_through_skinlesion_labelled(tmp_path, monkeypatch):
+    import sys
+    import types
+    from skinlesion.classifier_data import load_items
+    fake = types.ModuleType("skinlesion.labelled")
+    fake.load_labelled = lambda path, subset, classes, seed, split: [("ISIC_1", "a.jpg", 1, "p1"),
+                                                                    ("ISIC_2", "b.jpg", 0, "p2")]
+    fake.read_image = lambda record: np.full((8, 8, 3), len(record[1]), np.uint8)
+    monkeypatch.setitem(sys.modules, "skinlesion.labelled", fake)
+    (tmp_path / "train.csv").write_text("isic_id,target,patient_id\n")     # no layout LesionDataset reads
+    items, summary = load_items(str(tmp_path), "train", "binary")
+    assert [(i.image_id, i.label) for i in items] == [("ISIC_1", 1), ("ISIC_2", 0)]
+    assert items[0].load().shape == (8, 8, 3) and summary["layout"] == "labelled"
+
+
 # --------------------------------------------------------------------- model
 @pytest.mark.parametrize("mode", ["none", "channel", "attention"])
 def test_model_takes_the_mask_as_configured(mode):
@@ -182,6 +209,13 @@ def test_crop_cache_is_reused_by_later_epochs_and_runs(tmp_path):
     assert json.load(open(os.path.join(run, "config.json")))["SEGMENTER"] == "counting-segmenter|1"
 
 
+def test_minutes_budget_stops_training(tmp_path):
+    config = ClassifierConfig(**TINY_CLS, EPOCHS=50, MINUTES=1e-6)
+    run = train_classifier(config, synthetic_items(8, TWO_CLASSES, (32, 32)), [], tmp_path, None, tmp_path / "c")
+    calibration = json.load(open(os.path.join(run, "calibration.json")))
+    assert calibration["epochs"] == 1 and calibration["temperature"] == 1.0 and "no validation" in calibration["note"]
+
+
 def test_classifier_learns_synthetic_classes(tmp_path):
     config = ClassifierConfig(**TINY_CLS, EPOCHS=5)
     cache_root = tmp_path / "cache"
@@ -265,7 +299,7 @@ def test_cli_train_evaluate_predict(segmenter_run, tmp_path, monkeypatch):
     for i in range(2):
         Image.fromarray(generate(500 + i, (64, 80))[0]).save(images / f"ISIC_000000{i}.jpg")
     pred = tmp_path / "pred"
-    assert lesions.main(["--mode", "predict", "--image", str(images), "--weights", checkpoint,
+    assert lesions.main(["--mode", "predict", "--image", str(images), "--weights", str(segmenter_run),
                          "--classifier", str(logs), "--out", str(pred), "--quiet"]) == 0
     rows = list(csv.reader(open(pred / "probabilities.csv")))
     assert rows[0] == ["image", "benign", "malignant"] and len(rows) == 3
