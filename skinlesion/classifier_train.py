@@ -21,8 +21,11 @@ import math
 import os
 import time
 
+import weakref
+
 import keras
 import numpy as np
+import tensorflow as tf
 
 from skinlesion import scoring
 from skinlesion.classifier import ClassifierConfig, build_classifier, model_inputs
@@ -34,6 +37,20 @@ log = logging.getLogger(__name__)
 
 BEST, LAST = "classifier_best.weights.h5", "classifier_last.weights.h5"
 RUN_PREFIX = "classifier"
+
+
+# One compiled inference function per model: eager calls of a ResNet-50 cost several times
+# more per batch, and relaxed shapes keep a last, smaller batch from tracing again.
+_PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _forward(model, x):
+    """model(x, training=False) through a tf.function made once per model; returns numpy [B, K]."""
+    function = _PREDICT_FUNCTIONS.get(model)
+    if function is None:
+        function = _PREDICT_FUNCTIONS[model] = tf.function(lambda inputs: model(inputs, training=False),
+                                                           reduce_retracing=True)
+    return function(x).numpy()
 
 
 def predict_probabilities(model, config, crops, masks, tta=False):
@@ -48,7 +65,7 @@ def predict_probabilities(model, config, crops, masks, tta=False):
     logs = []
     for flip in flips:
         x = model_inputs(config, np.ascontiguousarray(flip(crops)), np.ascontiguousarray(flip(masks)))
-        logs.append(log_probabilities(keras.ops.convert_to_numpy(model(x, training=False))))
+        logs.append(log_probabilities(_forward(model, x)))
     return softmax(np.mean(logs, axis=0))
 
 
