@@ -1,8 +1,9 @@
 """Feeding the classifier: labelled items, the segmenter, the crop cache on disk, augmented batches.
 
 An *item* is what the classifier needs of one image: ``ClassifierItem(image_id,
-load, label)`` with ``load()`` returning RGB uint8 [H, W, 3] and ``label``
-the class index (column of the scheme's class names). Items come from a
+load, label, name=None)`` with ``load()`` returning RGB uint8 [H, W, 3],
+``label`` the class index (column of the scheme's class names) and ``name``
+the image column of probabilities.csv (default: image_id). Items come from a
 LesionDataset (``dataset_items``), the synthetic generator
 (``synthetic_items``) or the label-only layouts (``labelled_items``);
 ``load_items`` picks the reader for a dataset folder.
@@ -25,7 +26,7 @@ from skinlesion.classifier import lesion_crop, model_inputs
 
 log = logging.getLogger(__name__)
 
-ClassifierItem = collections.namedtuple("ClassifierItem", ["image_id", "load", "label"])
+ClassifierItem = collections.namedtuple("ClassifierItem", ["image_id", "load", "label", "name"], defaults=(None,))
 
 
 # --------------------------------------------------------------------- items
@@ -61,7 +62,8 @@ def dataset_items(dataset):
         key = str(info["id"])
         if info.get("layout") == "synthetic":
             key += f":{info['height']}x{info['width']}"
-        items.append(ClassifierItem(key, (lambda i=image_id: dataset.load_image(i)), int(info["class_id"]) - 1))
+        items.append(ClassifierItem(key, (lambda i=image_id: dataset.load_image(i)), int(info["class_id"]) - 1,
+                                    info.get("stem")))
     return items
 
 

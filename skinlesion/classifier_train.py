@@ -298,7 +298,7 @@ def evaluate_classifier(run, items, cache, out, resamples=1000, seed=0):
                "intervals": bootstrap_intervals(truth, probs, run.class_names, resamples, seed=seed),
                "calibration": {"ece": ece(truth, probs), "nll": nll(truth, probs), "temperature": run.temperature},
                "images": len(items), "skipped": skipped, "run": os.path.abspath(run.run_dir)}
-    names = [item.image_id for item in items]
+    names = [item.name or item.image_id for item in items]
     write_probability_csv(os.path.join(out, "probabilities.csv"), names, run.class_names, probs)
     with open(os.path.join(out, "per_image.csv"), "w", newline="") as f:
         writer = csv.writer(f)
