@@ -8,6 +8,9 @@
     python lesions.py --mode evaluate [--dataset DIR] [--subset val|test] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
     python lesions.py --mode export --weights RUN_OR_CHECKPOINT --out DIR [--format savedmodel|tflite]
+    python lesions.py --mode train --model classifier --dataset DIR --classes SCHEME [--segmenter RUN] [--minutes M]
+    python lesions.py --mode evaluate --model classifier [--weights CLS_RUN] [--dataset DIR] [--subset test]
+    python lesions.py --mode predict --image X --weights SEG_RUN --classifier CLS_RUN [--out DIR]
 
 No --dataset means the built-in synthetic dermoscopy set: the offline demo
 (192 px, at most 8 epochs of 100 steps or 10 minutes of training). No
@@ -76,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--format", default="savedmodel", choices=["savedmodel", "tflite"],
                         help="export: a TensorFlow SavedModel in --out (default), or also --out/model.tflite")
     parser.add_argument("--quiet", action="store_true", help="less console output")
+    parser.add_argument("--model", default="maskrcnn", choices=["maskrcnn", "classifier"],
+                        help="train / evaluate: the Mask R-CNN (default) or the second-stage lesion classifier")
+    parser.add_argument("--segmenter", help="--model classifier: Mask R-CNN run for lesion crops (default: centre)")
+    parser.add_argument("--classifier", help="predict: a classifier run; probabilities.csv holds its probabilities")
     return parser.parse_args(argv)
 
 
@@ -131,6 +138,8 @@ def name_override(args):
 
 # ------------------------------------------------------------------- train
 def cmd_train(args):
+    if args.model == "classifier":
+        return cmd_classifier(args)
     from mrcnn import runs
     from skinlesion.runs import train_run
     weights_kind, weights_path = resolve_weights(args, "none")
@@ -169,24 +178,21 @@ def inference_model(args):
     keeps every scored detection and skinlesion.inference applies the
     threshold, so the best detection can still be used (flagged) when none passes.
     """
-    from mrcnn import model as modellib
     from mrcnn import runs
+    from skinlesion.runs import inference_model_for
     weights_kind, weights_path = resolve_weights(args, "last")
     if weights_kind == "last":
         weights_path = find_last_checkpoint(args.logs, name_override(args))
-    config = make_config(args, "inference", runs.run_config_of(weights_path))
-    model = modellib.MaskRCNN("inference", config, args.logs, graph_min_confidence=0.0)
-    if weights_kind in ("coco", "imagenet"):
-        from skinlesion.runs import load_pretrained
+    elif weights_kind == "path":  # a checkpoint, a run folder or a logs folder
         try:
-            load_pretrained(model, weights_kind)
-        except RuntimeError as err:
+            weights_path = runs.resolve_checkpoint(weights_path)
+        except FileNotFoundError as err:
             raise UserError(str(err)) from err
-    elif weights_kind == "none":
-        log.warning("--weights none: predicting with random weights (for testing the pipeline only)")
-    else:
-        model.load_weights(weights_path, by_name=True)
-        log.info("weights: %s", weights_path)
+    config = make_config(args, "inference", runs.run_config_of(weights_path))
+    try:
+        model = inference_model_for(config, weights_kind, weights_path, args.logs)
+    except RuntimeError as err:
+        raise UserError(str(err)) from err
     return model, config, weights_path
 
 
@@ -204,10 +210,14 @@ def cmd_predict(args):
         raise UserError(str(err)) from err
     model, config, weights_path = inference_model(args)
     out = default_out(args, "predictions")
+    from skinlesion.classifier_cli import PredictStage
+    stage = PredictStage.of(args.classifier)
     predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta,
-                          refine=args.refine)
+                          refine=args.refine, on_result=stage.on_result if stage else None)
     outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
-    predictor.write_summary(outcome, {"weights": weights_path})
+    predictor.write_summary(outcome, {"weights": weights_path, **(stage.summary() if stage else {})})
+    if stage:
+        stage.write(out, outcome)
     low = sum(r["low_confidence"] for r in outcome["images"])
     print(f"predicted {len(outcome['images'])} images ({len(outcome['skipped'])} skipped, {low} low confidence)"
           f"\n  outputs: {out}/masks, {out}/overlays, {out}/predictions.json, {out}/probabilities.csv")
@@ -215,21 +225,17 @@ def cmd_predict(args):
 
 
 def cmd_evaluate(args):
-    from skinlesion import scoring
-    from skinlesion.evaluation import write_metrics
+    if args.model == "classifier":
+        return cmd_classifier(args)
+    from skinlesion.evaluation import score_mask_folders, write_metrics
     out = default_out(args, "evaluation")
     os.makedirs(out, exist_ok=True)
     if args.truth or args.predictions:
-        if not (args.truth and args.predictions):
-            raise UserError("--truth and --predictions go together (two folders of ISIC-format masks)")
-        for flag, folder in (("--truth", args.truth), ("--predictions", args.predictions)):
-            if not os.path.isdir(folder):
-                raise UserError(f"{flag} {folder}: no such folder")
-        result = scoring.score_mask_folders(args.truth, args.predictions)
-        metrics = {"segmentation": result["mean"], "images": len(result["per_image"]),
-                   "missing": result.get("missing", []), "skipped": result.get("skipped", []),
-                   "notes": result.get("notes", [])}
-        write_metrics(out, metrics, result["per_image"])
+        try:
+            metrics, per_image = score_mask_folders(args.truth, args.predictions)
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        write_metrics(out, metrics, per_image)
         return 0
     from skinlesion.evaluation import evaluate_model
     model, config, weights_path = inference_model(args)
@@ -285,6 +291,13 @@ def cmd_export(args):
         raise UserError(str(err)) from err
     print(f"exported {checkpoint}\n  to {args.out} ({args.format}): "
           + ", ".join(os.path.basename(p) for p in written))
+    return 0
+
+
+def cmd_classifier(args):
+    """--model classifier: train / evaluate the second-stage classifier (skinlesion.classifier_cli)."""
+    from skinlesion.classifier_cli import run_command
+    print("\n".join(run_command(args.mode, args)))
     return 0
 
 

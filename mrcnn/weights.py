@@ -336,17 +336,19 @@ def load_weights_by_name(keras_model, path, exclude=None, by_name=True):
 
 # --------------------------------------------------------------------------- downloads
 
-def download_weights(kind, dest_dir, timeout=10):
+def download_weights(kind, dest_dir, timeout=10, url=None):
     """Return the local path of a public pretrained file, downloading it once.
 
     kind: "coco" (Matterport mask_rcnn_coco.h5) or "imagenet" (Keras 2 ResNet-50
     notop). dest_dir: cache directory. timeout: seconds for the connection.
+    url: another public file to fetch the same way (kind then only names it
+    in messages), e.g. a keras.applications backbone for the lesion classifier.
     Returns: path (str) of the cached file. Raises RuntimeError at the first
     network failure, naming the URL and how to use a file fetched elsewhere.
     """
-    if kind not in WEIGHTS_URLS:
+    if url is None and kind not in WEIGHTS_URLS:
         raise ValueError(f"Unknown weights kind {kind!r}; choose one of {sorted(WEIGHTS_URLS)}")
-    url = WEIGHTS_URLS[kind]
+    url = url or WEIGHTS_URLS[kind]
     dest_dir = os.fspath(dest_dir)
     target = os.path.join(dest_dir, url.rsplit("/", 1)[-1])
     if os.path.isfile(target) and os.path.getsize(target) > 0:

@@ -108,6 +108,25 @@ def _mean(values):
     return round(float(np.mean(values)), 6) if values else None
 
 
+def score_mask_folders(truth, predictions):
+    """Score a folder of predicted ISIC-format masks against a folder of ground truth: (metrics, per_image).
+
+    metrics: {"segmentation": means, "images", "missing", "skipped", "notes"}
+    (skinlesion.scoring.score_mask_folders pairs the files). Raises
+    ValueError naming --truth / --predictions when a folder is not given or absent.
+    """
+    if not (truth and predictions):
+        raise ValueError("--truth and --predictions go together (two folders of ISIC-format masks)")
+    for flag, folder in (("--truth", truth), ("--predictions", predictions)):
+        if not os.path.isdir(folder):
+            raise ValueError(f"{flag} {folder}: no such folder")
+    result = scoring.score_mask_folders(truth, predictions)
+    metrics = {"segmentation": result["mean"], "images": len(result["per_image"]),
+               "missing": result.get("missing", []), "skipped": result.get("skipped", []),
+               "notes": result.get("notes", [])}
+    return metrics, result["per_image"]
+
+
 def write_metrics(out, metrics, per_image):
     """Write metrics.json and per_image.csv into folder ``out`` and print a short table.
 

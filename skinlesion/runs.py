@@ -71,6 +71,26 @@ def lesion_config(mode, classes=None, saved=None, overrides=None, weights=None, 
     return mrcnn_runs.inference_config(LesionConfig, saved, classes=classes, **fields)
 
 
+def inference_model_for(config, weights="path", weights_path=None, model_dir="logs"):
+    """An inference MaskRCNN of ``config`` holding the weights the CLI's --weights names.
+
+    weights: "path" (one of our checkpoints, loaded by name), "coco" /
+    "imagenet" (pretrained, downloaded when a network is there; RuntimeError
+    naming the URL offline) or "none" (random weights, for testing the
+    pipeline). The graph keeps every scored detection (see load_model).
+    """
+    from mrcnn.model import MaskRCNN
+    model = MaskRCNN("inference", config, model_dir, graph_min_confidence=0.0)
+    if weights in ("coco", "imagenet"):
+        load_pretrained(model, weights)
+    elif weights == "none":
+        log.warning("--weights none: predicting with random weights (for testing the pipeline only)")
+    else:
+        model.load_weights(weights_path, by_name=True)
+        log.info("weights: %s", weights_path)
+    return model
+
+
 def load_model(run, classes=None, model_dir=None, **overrides):
     """A saved lesion run ready for inference: (MaskRCNN, LesionConfig, checkpoint path).
 
@@ -81,12 +101,9 @@ def load_model(run, classes=None, model_dir=None, **overrides):
     still be used (flagged low_confidence) when none passes it.
     Raises FileNotFoundError naming the path when it holds no checkpoint.
     """
-    from mrcnn.model import MaskRCNN
     checkpoint = mrcnn_runs.resolve_checkpoint(run)
     config = lesion_config("inference", classes, mrcnn_runs.run_config_of(checkpoint), overrides)
-    model = MaskRCNN("inference", config, model_dir or mrcnn_runs.logs_folder_of(checkpoint),
-                     graph_min_confidence=0.0)
-    model.load_weights(checkpoint, by_name=True)
+    model = inference_model_for(config, "path", checkpoint, model_dir or mrcnn_runs.logs_folder_of(checkpoint))
     return model, config, checkpoint
 
 
