@@ -4,6 +4,17 @@ import os
 import numpy as np
 import pytest
 
+# The files that train models run first, so `make test`'s two workers (pytest-xdist, one file
+# at a time) start on the long ones together and the short files fill in around them.
+LONG_FILES_FIRST = ("test_learning.py", "test_cli.py", "test_compat.py", "test_export.py", "test_classifier.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order the test files long ones first (stable: tests keep their order within a file)."""
+    rank = {name: index for index, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
+
+
 LESION_REAL_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
 

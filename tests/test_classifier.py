@@ -20,6 +20,10 @@ from skinlesion.classifier_metrics import (apply_temperature, bootstrap_interval
                                            fit_temperature)
 from skinlesion.classifier_train import evaluate_classifier, load_classifier_run, train_classifier
 
+# Keras' TensorFlow backend converts tensors with np.array(x, copy=False), which TensorFlow's
+# tensors answer with this warning under NumPy 2 (keras/src/backend/tensorflow/core.py).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 TWO_CLASSES = ("common_nevus", "melanoma")  # visually distinct: uniform brown vs variegated, notched
 TINY_CLS = {"CLASS_SCHEME": "binary", "BACKBONE": "tiny", "IMAGE_SIZE": 32, "BATCH_SIZE": 16,
             "LEARNING_RATE": 3e-3, "TTA": False}
