@@ -88,28 +88,22 @@ def load_items(path, subset, scheme, seed=0, split=(0.8, 0.1, 0.1), size=(256, 2
     """(items, summary) of one subset of a dataset for the classifier.
 
     path: a dataset folder, or None / "synthetic[:N]" for the built-in set
-    (size, count as LesionDataset.load). Layouts with masks load through
-    LesionDataset; where it finds none (a label-only layout) the label-only
-    reader skinlesion.labelled is used when it is installed. Raises
+    (size, count as LesionDataset.load). Folders load through
+    skinlesion.labelled.load_labelled, which reads the label-only layouts and
+    the layouts with masks alike (their subsets are LesionDataset's), and
+    accepts the classifier-only schemes (melanoma, isic2019). Raises
     DatasetError / SchemeError as the readers do.
     """
-    from skinlesion import LesionDataset
-    from skinlesion.layouts import DatasetError
-    dataset = LesionDataset()
-    kwargs = {"size": size} if path is None or str(path).startswith("synthetic") else {}
-    if count is not None:
-        kwargs["count"] = count
-    try:
+    if path is None or str(path).startswith("synthetic"):
+        from skinlesion import LesionDataset
+        dataset = LesionDataset()
+        kwargs = {"size": size, **({"count": count} if count is not None else {})}
         summary = dataset.load(path, subset, classes=scheme, seed=seed, split=split, **kwargs)
-    except DatasetError:
-        try:
-            from skinlesion.labelled import load_labelled
-        except ImportError:
-            raise
-        records = load_labelled(path, subset, scheme, seed, split)
-        items = labelled_items(records)
-        return items, {"layout": "labelled", "subset": subset, "images": len(items), "root": str(path)}
-    return dataset_items(dataset), summary
+        return dataset_items(dataset), summary
+    from skinlesion.labelled import load_labelled
+    records, summary = load_labelled(path, subset, scheme, seed, split)
+    items = labelled_items(records)
+    return items, {**summary, "images": len(items)}
 
 
 # ----------------------------------------------------------------- segmenter

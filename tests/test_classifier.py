@@ -94,19 +94,22 @@ def test_balanced_sampling_draws_classes_equally(tmp_path):
     assert len(weighted) == 7 and sorted(weighted.order[:100]) == list(range(100))
 
 
-def test_label_only_layouts_load_through_skinlesion_labelled(tmp_path, monkeypatch):
-    import sys
-    import types
+def test_label_only_layouts_load_through_skinlesion_labelled(tmp_path):
+    """A folder of images + labels.csv without masks/ loads for the classifier, in a classifier-only scheme."""
+    from PIL import Image
     from skinlesion.classifier_data import load_items
-    fake = types.ModuleType("skinlesion.labelled")
-    fake.load_labelled = lambda path, subset, classes, seed, split: [("ISIC_1", "a.jpg", 1, "p1"),
-                                                                    ("ISIC_2", "b.jpg", 0, "p2")]
-    fake.read_image = lambda record: np.full((8, 8, 3), len(record[1]), np.uint8)
-    monkeypatch.setitem(sys.modules, "skinlesion.labelled", fake)
-    (tmp_path / "train.csv").write_text("isic_id,target,patient_id\n")     # no layout LesionDataset reads
-    items, summary = load_items(str(tmp_path), "train", "binary")
-    assert [(i.image_id, i.label) for i in items] == [("ISIC_1", 1), ("ISIC_2", 0)]
-    assert items[0].load().shape == (8, 8, 3) and summary["layout"] == "labelled"
+    from skinlesion.synthetic import generate
+    (tmp_path / "images").mkdir()
+    rows = ["image,label"]
+    for i, diagnosis in enumerate(["melanoma", "nevus", "melanoma", "nevus", "nevus", "melanoma"]):
+        Image.fromarray(generate(i, (40, 48), diagnosis=diagnosis)[0]).save(tmp_path / "images" / f"im{i}.jpg")
+        rows.append(f"im{i}.jpg,{diagnosis}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    items, summary = load_items(str(tmp_path), "all", "melanoma")
+    assert summary["layout"] == "folder_labels" and summary["images"] == 6
+    labels = {i.image_id: i.label for i in items}
+    assert labels == {"im0": 1, "im1": 0, "im2": 1, "im3": 0, "im4": 0, "im5": 1}  # melanoma is index 1
+    assert items[0].load().shape == (40, 48, 3)
 
 
 # --------------------------------------------------------------------- model
