@@ -174,26 +174,22 @@ def cmd_train(args):
 def inference_model(args):
     """(MaskRCNN inference model with weights, config, weights path) for --weights.
 
-    A run's checkpoint loads as skinlesion.runs.load_model does: the graph
+    A run's checkpoint loads through skinlesion.runs.load_model: the graph
     keeps every scored detection and skinlesion.inference applies the
     threshold, so the best detection can still be used (flagged) when none passes.
     """
-    from mrcnn import runs
-    from skinlesion.runs import inference_model_for
+    from skinlesion import LesionConfig
+    from skinlesion.runs import inference_model_for, load_model
     weights_kind, weights_path = resolve_weights(args, "last")
-    if weights_kind == "last":
-        weights_path = find_last_checkpoint(args.logs, name_override(args))
-    elif weights_kind == "path":  # a checkpoint, a run folder or a logs folder
-        try:
-            weights_path = runs.resolve_checkpoint(weights_path)
-        except FileNotFoundError as err:
-            raise UserError(str(err)) from err
-    config = make_config(args, "inference", runs.run_config_of(weights_path))
     try:
-        model = inference_model_for(config, weights_kind, weights_path, args.logs)
-    except RuntimeError as err:
+        if weights_kind in ("coco", "imagenet", "none"):
+            config = make_config(args, "inference")
+            return inference_model_for(config, weights_kind, None, args.logs), config, None
+        if weights_kind == "last":
+            weights_path = find_last_checkpoint(args.logs, name_override(args))
+        return load_model(weights_path, args.classes, args.logs, **LesionConfig.parse_overrides(args.config))
+    except (FileNotFoundError, RuntimeError) as err:
         raise UserError(str(err)) from err
-    return model, config, weights_path
 
 
 def default_out(args, kind):

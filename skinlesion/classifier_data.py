@@ -68,20 +68,10 @@ def dataset_items(dataset):
 
 
 def labelled_items(records):
-    """Items from skinlesion.labelled.load_labelled records (image id, reference, class index, group).
-
-    Each record is read by skinlesion.labelled.read_image(record); records
-    may be tuples in that order or objects with image_id / class_index fields.
-    """
+    """Items from skinlesion.labelled.load_labelled's LabelledItem records, read by labelled.read_image."""
     from skinlesion.labelled import read_image
-    items = []
-    for record in records:
-        image_id = getattr(record, "image_id", None)
-        label = getattr(record, "class_index", None)
-        if image_id is None or label is None:
-            image_id, _, label = tuple(record)[:3]
-        items.append(ClassifierItem(str(image_id), (lambda r=record: read_image(r)), int(label)))
-    return items
+    return [ClassifierItem(record.image_id, (lambda r=record: read_image(r)), int(record.class_index))
+            for record in records]
 
 
 def load_items(path, subset, scheme, seed=0, split=(0.8, 0.1, 0.1), size=(256, 256), count=None):
