@@ -87,6 +87,10 @@ class ClassifierConfig:
     TTA = True                    # average the plain and flipped crops at validation and prediction
     CALIBRATE = True              # fit a softmax temperature on the validation split
     TINY_FILTERS = 16             # width of the "tiny" backbone
+    # Dermoscopic criteria predicted beside the diagnosis (skinlesion.classifier_criteria):
+    # "" none, "ph2" (PH2's sheet), "task2" (ISIC 2018 Task 2 attributes) or names joined by ",".
+    CRITERIA = ""
+    CRITERIA_WEIGHT = 1.0         # weight of the criteria losses (their mean) against the diagnosis loss
     SEED = 0
 
     def __init__(self, **fields):
@@ -128,6 +132,10 @@ class ClassifierConfig:
             raise ConfigError(f"CROP_MARGIN={self.CROP_MARGIN}: use a fraction of the lesion box in 0..2")
         if not 0 <= float(self.ATTENTION_FLOOR) <= 1:
             raise ConfigError(f"ATTENTION_FLOOR={self.ATTENTION_FLOOR}: use a weight in 0..1")
+        if float(self.CRITERIA_WEIGHT) < 0:
+            raise ConfigError(f"CRITERIA_WEIGHT={self.CRITERIA_WEIGHT}: use a weight >= 0")
+        from skinlesion.classifier_criteria import criteria_names
+        criteria_names(self.CRITERIA)
 
     def class_names(self):
         """The class names of CLASS_SCHEME in column order (skinlesion.schemes)."""
@@ -307,7 +315,9 @@ def build_classifier(config, num_classes, cache_dir=None):
 
     Inputs: "image" float32 [B, S, S, 3] (RGB 0..255, S = IMAGE_SIZE) and,
     when MASK_MODE is "channel" or "attention", "mask" float32 [B, S, S, 1]
-    in 0..1. Output: probabilities [B, num_classes]. "channel" joins the mask
+    in 0..1. Output: probabilities [B, num_classes]; with CRITERIA a dict
+    {"class_probs": those, "criterion_<name>": [B, units], ...}
+    (skinlesion.classifier_criteria). "channel" joins the mask
     to the pixels through a 1x1 convolution that starts as the identity on
     RGB, so ImageNet weights see their usual input at first. Raises
     RuntimeError (offline, WEIGHTS="imagenet") naming the URL to fetch.
@@ -335,7 +345,12 @@ def build_classifier(config, num_classes, cache_dir=None):
         pooled = keras.layers.Dropout(float(config.DROPOUT), name="dropout")(pooled)
     probs = keras.layers.Dense(int(num_classes), activation="softmax", dtype="float32",
                                name="class_probs")(pooled)
-    return keras.Model({"image": image, "mask": mask} if len(inputs) > 1 else image, probs, name=f"classifier_{config.BACKBONE}")
+    from skinlesion.classifier_criteria import add_heads, outputs_of
+    outputs = outputs_of(config)
+    if outputs:
+        probs = {"class_probs": probs, **add_heads(pooled, outputs)}
+    return keras.Model({"image": image, "mask": mask} if len(inputs) > 1 else image, probs,
+                       name=f"classifier_{config.BACKBONE}")
 
 
 def model_inputs(config, crops, masks):

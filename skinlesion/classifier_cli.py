@@ -127,13 +127,15 @@ class PredictStage:
     on_result (skinlesion.inference.Predictor's callback) crops each image
     around the lesion mask the Predictor made and adds the classifier's
     probabilities to its predictions.json record ("classifier_probabilities";
-    "probabilities" stays the detector head's); write() then makes
-    OUT/probabilities.csv the classifier's.
+    "probabilities" stays the detector head's) and, for a run with CRITERIA,
+    "criteria" and "seven_point" (classifier_criteria.criteria_record);
+    write() then makes OUT/probabilities.csv the classifier's and writes
+    OUT/criteria.csv.
     """
 
     def __init__(self, path):
         self.run = load_classifier_run(path)
-        self.probs = {}
+        self.probs, self.criteria = {}, {}
 
     @classmethod
     def of(cls, path):
@@ -149,10 +151,16 @@ class PredictStage:
         image = source[2]()
         config = self.run.config
         crop, crop_mask, window, kind = lesion_crop(image, mask, config.CROP_MARGIN, config.IMAGE_SIZE)
-        probs = self.run.probabilities(crop[None], crop_mask[None])[0]
+        probs, criteria = self.run.predict(crop[None], crop_mask[None])
+        probs = probs[0]
         self.probs[record["stem"]] = probs
         record["classifier_probabilities"] = {n: round(float(p), 6) for n, p in zip(self.run.class_names, probs)}
         record["classifier_crop"] = {"window": [int(v) for v in window], "kind": kind}
+        if self.run.outputs:
+            from skinlesion.classifier_criteria import criteria_record
+            one = {name: value[0] for name, value in criteria.items()}
+            self.criteria[record["stem"]] = one
+            record.update(criteria_record(one, self.run.outputs))
 
     def summary(self):
         """{"classifier": ...} for predictions.json."""
@@ -165,3 +173,8 @@ class PredictStage:
         probs = [self.probs[stem] for stem in stems]
         write_probability_csv(os.path.join(out, "probabilities.csv"), stems, self.run.class_names,
                               np.array(probs).reshape(len(stems), len(self.run.class_names)))
+        if self.run.outputs:
+            from skinlesion.classifier_criteria import write_criteria_csv
+            table = {out_.name: np.array([self.criteria[stem][out_.name] for stem in stems]).reshape(
+                len(stems), out_.units) for out_ in self.run.outputs}
+            write_criteria_csv(os.path.join(out, "criteria.csv"), stems, table, self.run.outputs)

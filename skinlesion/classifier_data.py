@@ -1,9 +1,10 @@
 """Feeding the classifier: labelled items, the segmenter, the crop cache on disk, augmented batches.
 
 An *item* is what the classifier needs of one image: ``ClassifierItem(image_id,
-load, label, name=None)`` with ``load()`` returning RGB uint8 [H, W, 3],
-``label`` the class index (column of the scheme's class names) and ``name``
-the image column of probabilities.csv (default: image_id). Items come from a
+load, label, name=None, criteria=None)`` with ``load()`` returning RGB uint8
+[H, W, 3], ``label`` the class index (column of the scheme's class names),
+``name`` the image column of probabilities.csv (default: image_id) and
+``criteria`` the image's known dermoscopic criteria (skinlesion.criteria). Items come from a
 LesionDataset (``dataset_items``), the synthetic generator
 (``synthetic_items``) or the label-only layouts (``labelled_items``);
 ``load_items`` picks the reader for a dataset folder.
@@ -26,7 +27,8 @@ from skinlesion.classifier import lesion_crop, model_inputs
 
 log = logging.getLogger(__name__)
 
-ClassifierItem = collections.namedtuple("ClassifierItem", ["image_id", "load", "label", "name"], defaults=(None,))
+ClassifierItem = collections.namedtuple("ClassifierItem", ["image_id", "load", "label", "name", "criteria"],
+                                        defaults=(None, None))
 
 
 # --------------------------------------------------------------------- items
@@ -63,14 +65,15 @@ def dataset_items(dataset):
         if info.get("layout") == "synthetic":
             key += f":{info['height']}x{info['width']}"
         items.append(ClassifierItem(key, (lambda i=image_id: dataset.load_image(i)), int(info["class_id"]) - 1,
-                                    info.get("stem")))
+                                    info.get("stem"), info.get("criteria")))
     return items
 
 
 def labelled_items(records):
     """Items from skinlesion.labelled.load_labelled's LabelledItem records, read by labelled.read_image."""
     from skinlesion.labelled import read_image
-    return [ClassifierItem(record.image_id, (lambda r=record: read_image(r)), int(record.class_index))
+    return [ClassifierItem(record.image_id, (lambda r=record: read_image(r)), int(record.class_index),
+                           criteria=getattr(record, "criteria", None))
             for record in records]
 
 
@@ -236,6 +239,11 @@ def class_weights(labels, num_classes):
 class CropSequence(keras.utils.PyDataset):
     """Training batches of cached crops: (inputs, labels int [B], sample weights float [B]).
 
+    With criteria outputs (config.CRITERIA) labels and weights are dicts
+    keyed by the model's outputs (skinlesion.classifier_criteria.batch_targets):
+    the class weights apply to the diagnosis, every criterion weighs 1 and
+    its unknown targets (-1) are masked by its loss.
+
     Shuffled each epoch; with IMBALANCE="balanced_sampling" each class is
     drawn equally often, with "class_weight" the sample weights are
     class_weights(), otherwise 1. Augmented when config.AUGMENT.
@@ -250,6 +258,9 @@ class CropSequence(keras.utils.PyDataset):
                         else np.ones(num_classes))
         self.seed, self.epoch = int(seed), 0
         self.steps = int(config.STEPS_PER_EPOCH) or math.ceil(len(self.items) / self.batch_size)
+        from skinlesion.classifier_criteria import item_targets, outputs_of
+        self.outputs = outputs_of(config)
+        self.targets = item_targets(self.items, self.outputs) if self.outputs else None
         self._shuffle()
 
     def _shuffle(self):
@@ -273,7 +284,13 @@ class CropSequence(keras.utils.PyDataset):
             pairs = [augment_crop(c, m, rng, float(self.config.COLOR_JITTER)) for c, m in zip(crops, masks)]
             crops, masks = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
         labels = self.labels[chosen]
-        return model_inputs(self.config, crops, masks), labels, self.weights[labels].astype(np.float32)
+        weights = self.weights[labels].astype(np.float32)
+        if not self.outputs:
+            return model_inputs(self.config, crops, masks), labels, weights
+        from skinlesion.classifier_criteria import DIAGNOSIS, batch_targets
+        y = batch_targets(labels, self.targets[chosen], self.outputs)
+        return model_inputs(self.config, crops, masks), y, {k: (weights if k == DIAGNOSIS else np.ones_like(weights))
+                                                              for k in y}
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -45,37 +45,65 @@ _PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
 def _forward(model, x):
-    """model(x, training=False) through a tf.function made once per model; returns numpy [B, K]."""
+    """model(x, training=False) through a tf.function made once per model.
+
+    Returns numpy [B, K], or a dict of numpy arrays for a model with criteria outputs.
+    """
     function = _PREDICT_FUNCTIONS.get(model)
     if function is None:
         function = _PREDICT_FUNCTIONS[model] = tf.function(lambda inputs: model(inputs, training=False),
                                                            reduce_retracing=True)
-    return function(x).numpy()
+    result = function(x)
+    return {k: v.numpy() for k, v in result.items()} if isinstance(result, dict) else result.numpy()
+
+
+def predict_all(model, config, crops, masks, tta=False):
+    """(diagnosis probabilities float [N, K], {criteria output: float [N, units]}) of a batch.
+
+    crops: uint8 [N, S, S, 3]; masks: float [N, S, S]. tta: also the
+    left-right and top-bottom flips; the diagnosis log-probabilities are
+    averaged (then renormalised), so temperature scaling applies to the
+    result as to one model's output; criteria probabilities are averaged.
+    The criteria dict is empty for a model without CRITERIA.
+    """
+    from skinlesion.classifier_criteria import outputs_of, split_prediction
+    from skinlesion.classifier_metrics import log_probabilities, softmax
+    outputs = outputs_of(config)
+    flips = [lambda a: a] + ([lambda a: a[:, :, ::-1], lambda a: a[:, ::-1]] if tta else [])
+    logs, criteria = [], []
+    for flip in flips:
+        x = model_inputs(config, np.ascontiguousarray(flip(crops)), np.ascontiguousarray(flip(masks)))
+        diagnosis, found = split_prediction(_forward(model, x), outputs)
+        logs.append(log_probabilities(diagnosis))
+        criteria.append(found)
+    return softmax(np.mean(logs, axis=0)), {name: np.mean([c[name] for c in criteria], axis=0)
+                                           for name in criteria[0]}
 
 
 def predict_probabilities(model, config, crops, masks, tta=False):
-    """Softmax probabilities float [N, K] of crops uint8 [N, S, S, 3] and masks float [N, S, S].
+    """Softmax probabilities float [N, K] of crops uint8 [N, S, S, 3] and masks float [N, S, S] (predict_all)."""
+    return predict_all(model, config, crops, masks, tta)[0]
 
-    tta: also the left-right and top-bottom flips; their log-probabilities
-    are averaged (then renormalised), so temperature scaling applies to the
-    result as to one model's output.
-    """
-    from skinlesion.classifier_metrics import log_probabilities, softmax
-    flips = [lambda a: a] + ([lambda a: a[:, :, ::-1], lambda a: a[:, ::-1]] if tta else [])
-    logs = []
-    for flip in flips:
-        x = model_inputs(config, np.ascontiguousarray(flip(crops)), np.ascontiguousarray(flip(masks)))
-        logs.append(log_probabilities(_forward(model, x)))
-    return softmax(np.mean(logs, axis=0))
+
+def predict_items_all(model, config, cache, items, tta=False, batch=32):
+    """predict_all over a list of items, their crops read through ``cache``: ([N, K], {output: [N, units]})."""
+    from skinlesion.classifier_criteria import DIAGNOSIS, key, outputs_of
+    probs, criteria = [], []
+    for start in range(0, len(items), batch):
+        crops, masks = cache.batch(items[start:start + batch])
+        diagnosis, found = predict_all(model, config, crops, masks, tta)
+        probs.append(diagnosis)
+        criteria.append(found)
+    if not probs:
+        shapes = model.output_shape if isinstance(model.output_shape, dict) else {DIAGNOSIS: model.output_shape}
+        return (np.zeros((0, shapes[DIAGNOSIS][-1])),
+                {out.name: np.zeros((0, out.units)) for out in outputs_of(config) if key(out) in shapes})
+    return np.concatenate(probs), {name: np.concatenate([c[name] for c in criteria]) for name in criteria[0]}
 
 
 def predict_items(model, config, cache, items, tta=False, batch=32):
-    """Probabilities float [N, K] of a list of items, their crops read through ``cache``."""
-    out = []
-    for start in range(0, len(items), batch):
-        crops, masks = cache.batch(items[start:start + batch])
-        out.append(predict_probabilities(model, config, crops, masks, tta))
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+    """Diagnosis probabilities float [N, K] of a list of items, their crops read through ``cache``."""
+    return predict_items_all(model, config, cache, items, tta, batch)[0]
 
 
 def epoch_scores(truth, probs, class_names):
@@ -184,8 +212,15 @@ def train_classifier(config, train_items, val_items, logs, segmenter=None, cache
     sequence = CropSequence(config, cache, train_items, len(class_names), seed=config.SEED)
     schedule = keras.optimizers.schedules.CosineDecay(float(config.LEARNING_RATE),
                                                       int(config.EPOCHS) * len(sequence), alpha=0.01)
+    loss, loss_weights, weighted_metrics = keras.losses.SparseCategoricalCrossentropy(), None, []
+    if sequence.outputs:
+        from skinlesion.classifier_criteria import losses
+        loss, loss_weights = losses(config, sequence.outputs)
+        weighted_metrics = None
+        known = (sequence.targets >= 0).sum(axis=0)
+        log.info("criteria head: %s", ", ".join(f"{o.name} ({n} known)" for o, n in zip(sequence.outputs, known)))
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=float(config.WEIGHT_DECAY)),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), weighted_metrics=[])
+                  loss=loss, loss_weights=loss_weights, weighted_metrics=weighted_metrics)
     validation = ValidationScore(config, cache, val_items, class_names, run_dir)
     callbacks = [validation, keras.callbacks.CSVLogger(os.path.join(run_dir, "losses.csv"))]
     if float(config.MINUTES) > 0:
@@ -255,17 +290,28 @@ class ClassifierRun:
         self.temperature = float(calibration.get("temperature", 1.0))
         self.model = build_classifier(self.config, len(self.class_names))
         self.model.load_weights(os.path.join(run_dir, BEST))
+        from skinlesion.classifier_criteria import outputs_of
+        self.outputs = outputs_of(self.config)
+
+    def predict(self, crops, masks):
+        """(calibrated probabilities float [N, K], {criteria output: float [N, units]}) of crops and masks.
+
+        crops: uint8 [N, S, S, 3]; masks: float [N, S, S]. The dict is empty
+        for a run trained without CRITERIA.
+        """
+        probs, criteria = predict_all(self.model, self.config, crops, masks, tta=bool(self.config.TTA))
+        return apply_temperature(probs, self.temperature), criteria
 
     def probabilities(self, crops, masks):
         """Calibrated probabilities float [N, K] of crops uint8 [N, S, S, 3], masks float [N, S, S]."""
-        probs = predict_probabilities(self.model, self.config, crops, masks, tta=bool(self.config.TTA))
-        return apply_temperature(probs, self.temperature)
+        return self.predict(crops, masks)[0]
 
     def summary(self):
         """What predictions.json records about the classifier."""
         return {"run": os.path.abspath(self.run_dir), "class_names": self.class_names,
                 "temperature": self.temperature, "segmenter": self.config.SEGMENTER or None,
-                "backbone": self.config.BACKBONE, "mask_mode": self.config.MASK_MODE}
+                "backbone": self.config.BACKBONE, "mask_mode": self.config.MASK_MODE,
+                "criteria": [out.name for out in self.outputs]}
 
 
 def load_classifier_run(path):
@@ -287,18 +333,25 @@ def evaluate_classifier(run, items, cache, out, resamples=1000, seed=0):
 
     Returns the metrics dict: {"classification": skinlesion.scoring's
     score_classification, "intervals": bootstrap_intervals (95 %),
-    "calibration": {"ece", "nll", "temperature"}, "images", "run"}.
+    "calibration": {"ece", "nll", "temperature"}, "images", "run"}; a run
+    with CRITERIA adds "criteria" (classifier_criteria.score_criteria: AUC
+    per criterion on the images where it is known) and writes OUT/criteria.csv.
     """
     os.makedirs(out, exist_ok=True)
     items, skipped = cache.fill(items)
     truth = np.array([item.label for item in items])
-    probs = apply_temperature(predict_items(run.model, run.config, cache, items, tta=bool(run.config.TTA)),
-                              run.temperature)
+    probs, criteria = predict_items_all(run.model, run.config, cache, items, tta=bool(run.config.TTA))
+    probs = apply_temperature(probs, run.temperature)
     metrics = {"classification": scoring.score_classification(truth, probs, run.class_names),
                "intervals": bootstrap_intervals(truth, probs, run.class_names, resamples, seed=seed),
                "calibration": {"ece": ece(truth, probs), "nll": nll(truth, probs), "temperature": run.temperature},
                "images": len(items), "skipped": skipped, "run": os.path.abspath(run.run_dir)}
     names = [item.name or item.image_id for item in items]
+    if run.outputs:
+        from skinlesion.classifier_criteria import item_targets, score_criteria, write_criteria_csv
+        metrics["criteria"] = score_criteria(item_targets(items, run.outputs), criteria, run.outputs,
+                                             resamples, seed)
+        write_criteria_csv(os.path.join(out, "criteria.csv"), names, criteria, run.outputs)
     write_probability_csv(os.path.join(out, "probabilities.csv"), names, run.class_names, probs)
     with open(os.path.join(out, "per_image.csv"), "w", newline="") as f:
         writer = csv.writer(f)
