@@ -82,7 +82,8 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="maskrcnn", choices=["maskrcnn", "classifier"],
                         help="train / evaluate: the Mask R-CNN (default) or the second-stage lesion classifier")
     parser.add_argument("--segmenter", help="--model classifier: Mask R-CNN run for lesion crops (default: centre)")
-    parser.add_argument("--classifier", help="predict: a classifier run; probabilities.csv holds its probabilities")
+    parser.add_argument("--classifier", help="predict: a classifier run; probabilities.csv holds its probabilities "
+                                                 "(investigate: adds its criteria and Grad-CAM section)")
     return parser.parse_args(argv)
 
 
@@ -267,7 +268,11 @@ def cmd_investigate(args):
             except UserError as err:
                 log.info("subset %s: %s", other, err)
     out = default_out(args, "investigate")
-    result = investigate(dataset, out, config, model=model, subset_summaries=summaries)
+    classifier = None
+    if args.classifier:
+        from skinlesion.classifier_cli import PredictStage
+        classifier = PredictStage.of(args.classifier).run
+    result = investigate(dataset, out, config, model=model, subset_summaries=summaries, classifier=classifier)
     print(f"report: {os.path.join(out, 'index.html')} (open it in a browser)\n"
           f"summary: {os.path.join(out, 'summary.json')}")
     return 0 if result is not None else 1

@@ -137,7 +137,7 @@ def _subset_counts(summary, subset_summaries, extra_summaries):
 
 
 def investigate(dataset, out_dir, config, model=None, max_images=50, title=None, subset_summaries=None,
-                extra_summaries=None, seed=0):
+                extra_summaries=None, seed=0, classifier=None):
     """Write an HTML report on a dataset (and a model) to out_dir; return its summary dict.
 
     dataset: a prepared LesionDataset (its ``summary`` from load()).
@@ -150,6 +150,9 @@ def investigate(dataset, out_dir, config, model=None, max_images=50, title=None,
     subset_summaries: {subset: summary} of other subsets, for the counts table;
         extra_summaries: the same as a list of summaries.
     seed: seed of the image sample.
+    classifier: a skinlesion.classifier_train.ClassifierRun, or None; adds
+        the classifier section (skinlesion.report_criteria: diagnosis,
+        criteria, 7-point readout, Grad-CAM maps).
 
     Returns the dict written to summary.json: layout, images, classes,
     skipped, subsets, anchors {level: count}, rpn_targets {positive,
@@ -203,6 +206,10 @@ def investigate(dataset, out_dir, config, model=None, max_images=50, title=None,
                                  failed={})
         result.update(timed("results", sections.results_section, report, config, samples, failed={}))
         result["weights"] = timed("weights", sections.weight_section, report, model, failed={})
+    if classifier is not None and samples:
+        from skinlesion.report_criteria import classifier_section
+        result["classifier"] = timed("classifier", classifier_section, report, dataset, classifier, samples,
+                                     failed={})
     result["seconds"] = round(time.time() - started, 2)
     result["timings"] = timings
     result["errors"] = errors

@@ -287,8 +287,10 @@ def test_cli_train_evaluate_predict(segmenter_run, tmp_path, monkeypatch):
     monkeypatch.setattr(classifier_data.Segmenter, "load", staticmethod(load))
     logs = tmp_path / "logs"
     common = ["--dataset", "synthetic:6", "--classes", "binary", "--logs", str(logs)]
+    # With the criteria head: the synthetic set records no criteria, so their losses are all masked,
+    # and predict must still write them (learning is tested in test_classifier_criteria.py).
     assert lesions.main(["--mode", "train", "--model", "classifier", "--segmenter", segmenter_run,
-                         *common, *CLI_CLS]) == 0
+                         *common, *CLI_CLS, "--config", "CRITERIA='ph2'"]) == 0
     runs = [d for d in os.listdir(logs) if d.startswith("classifier")]
     assert len(runs) == 1 and loaded == [segmenter_run]
     assert json.load(open(logs / runs[0] / "config.json"))["SEGMENTER"] == checkpoint
@@ -314,9 +316,24 @@ def test_cli_train_evaluate_predict(segmenter_run, tmp_path, monkeypatch):
     assert all(abs(sum(float(v) for v in row[1:]) - 1) < 1e-3 for row in rows[1:])
     payload = json.load(open(pred / "predictions.json"))
     assert payload["classifier"]["class_names"] == ["benign", "malignant"]
+    assert payload["classifier"]["criteria"][:3] == ["asymmetry", "pigment_network", "dots_globules"]
     for record in payload["images"]:
         assert set(record["classifier_probabilities"]) == {"benign", "malignant"}
         assert set(record["probabilities"]) == {"lesion"}           # the detector head's, kept beside
+        assert set(record["criteria"]["dots_globules"]["probabilities"]) == {"absent", "typical", "atypical"}
+        assert 0 <= record["criteria"]["streaks"]["probability"] <= 1
+        assert 0 <= record["seven_point"]["score"] <= 7
+    rows = list(csv.reader(open(pred / "criteria.csv")))
+    assert rows[0][:2] == ["image", "asymmetry"] and rows[0][-1] == "seven_point_score" and len(rows) == 3
+
+    report = tmp_path / "report"
+    assert lesions.main(["--mode", "investigate", "--dataset", "synthetic:6", "--classes", "lesion",
+                         "--classifier", str(logs), "--out", str(report), "--quiet",
+                         *[a for pair in (("--config", f"{k}={v!r}") for k, v in TINY_SEG.items()) for a in pair]]) == 0
+    summary = json.load(open(report / "summary.json"))
+    assert not summary["errors"] and len(summary["classifier"]["images"]) == 6
+    assert os.path.exists(report / "figures" / "classifier_gradcam.png")
+    assert "Classifier, criteria and where it looked" in open(report / "index.html").read()
 
 
 def test_cli_classifier_errors(tmp_path, capsys):
