@@ -9,9 +9,17 @@ branching vessels; ...), then the artefacts real images carry: hairs crossing
 lesion and skin, gel bubbles, the dermoscope's circular vignette, uneven light,
 blur and sensor noise. The mask is the lesion polygon itself, so it is exact.
 
-The drawing lives in two modules: skinlesion.synthetic_lesion (outline, mask,
-colours per diagnosis) and skinlesion.synthetic_skin (skin, artefacts); this
-module is the dataset-level API (class plans, ``generate``, folders on disk).
+``generate_sample(seed)`` can also draw labelled dermoscopic structures
+(pigment network, dots/globules, streaks, blue-whitish veil, regression,
+milia-like cysts, negative network; skinlesion.synthetic_structures) and
+returns the image's typed criteria (skinlesion.synthetic_criteria) and its
+ISIC 2018 Task 2 attribute masks; ``write_task2_tree`` writes them in the
+challenge's layout. Without structures every image is as it always was.
+
+The drawing lives in skinlesion.synthetic_lesion (outline, mask, colours per
+diagnosis), skinlesion.synthetic_skin (skin, artefacts) and
+skinlesion.synthetic_structures; this module is the dataset-level API (class
+plans, ``generate``, ``generate_sample``, folders on disk).
 
 The same seed always gives the same image (``numpy.random.default_rng``);
 seeds may be ints or tuples of ints, e.g. ``(seed, subset, index)``.
@@ -120,6 +128,7 @@ class SyntheticSample(NamedTuple):
     criteria: dict               # typed criteria (skinlesion.criteria.validate passes)
     structure_masks: dict        # {ISIC 2018 Task 2 attribute: bool [H, W]}; {} without structures
     seed: object                 # the index_or_seed it was drawn from
+    structure_areas: dict        # {structure drawn: bool [H, W]}, names of synthetic_structures.draw_structures
 
 
 def _draw(index_or_seed, size, diagnosis, scheme, weights, artefacts, structures, probabilities=None):
@@ -180,14 +189,17 @@ def generate_sample(index_or_seed, size=(256, 256), diagnosis=None, scheme="lesi
     only asymmetry and colours. Returns a SyntheticSample: image uint8
     [H, W, 3], mask bool [H, W], diagnosis, criteria {name: typed value},
     structure_masks {attribute of criteria.TASK2_ATTRIBUTES: bool [H, W]}
-    (all five; empty where absent) or {} without structures, seed.
+    (all five; empty where absent) or {} without structures, seed,
+    structure_areas {structure: bool [H, W]} for the structures drawn (also
+    blue_whitish_veil and regression_areas, which Task 2 has no masks for).
     """
     image, mask, diagnosis, clean, scale, drawn, levels = _draw(
         index_or_seed, size, diagnosis, scheme, weights, artefacts, structures, probabilities)
     found = lesion_criteria(clean, mask, scale, drawn, levels)
     attribute_masks = task2_masks(drawn, mask.shape) if structures else {}
+    areas = {name: region for name, region in (drawn or {}).items() if region.any()}
     return SyntheticSample(np.clip(image, 0, 255).astype(np.uint8), mask, diagnosis, found,
-                           attribute_masks, index_or_seed)
+                           attribute_masks, index_or_seed, areas)
 
 
 def write_folder(root, n, size=(256, 256), seed=0, scheme="lesion", weights=None, image_format="png",

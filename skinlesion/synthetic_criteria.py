@@ -109,6 +109,8 @@ def lesion_criteria(clean, mask, scale, structure_masks=None, levels=None):
     structures were drawn (then only asymmetry and colours are known: the
     base painting has network-like texture and dots that are not labelled).
     A structure counts as present only if its mask is non-empty.
+    pigment_network is left unknown where no network is drawn (PH2 grades it
+    typical / atypical only); task2_pigment_network False says it is absent.
     """
     found = {"asymmetry": lesion_asymmetry(mask), "colours": lesion_colours(clean, mask, scale)}
     if structure_masks is not None:

@@ -15,6 +15,11 @@ does not depend on them and a model has to read the pixels to tell them.
 Each structure's mask is the area it covers (ISIC 2018 Task 2 masks outline
 regions, not single strokes): inside the lesion mask, except streaks, which
 may reach ``streak_allowance`` pixels past the border they cross.
+
+When structures are drawn, the lesion is painted without the marks that
+would pass for them (paint_lesion(built_in_structures=False): no network
+texture, no melanoma dots or blue-grey / white blotches, no SK milia), so
+every structure in the image is one that is labelled.
 """
 import cv2
 import numpy as np
@@ -32,6 +37,8 @@ STRUCTURE_STREAM = 20182
 # absent); the rest: present. Melanocytic lesions always show a network
 # (PH2 grades every lesion's network T or AT); melanoma favours the atypical
 # forms, veil, streaks and regression; SK shows milia-like cysts.
+STRUCTURE_NAMES = ("network", "atypical_network", "typical_globules", "atypical_globules", "streaks", "veil",
+                   "regression", "milia", "negative_network")
 _QUIET = dict(network=0.05, atypical_network=0.2, typical_globules=0.03, atypical_globules=0.03, streaks=0.02,
               veil=0.03, regression=0.05, milia=0.05, negative_network=0.02)
 STRUCTURE_PROBABILITIES = {
@@ -80,7 +87,9 @@ def _blob(rng, mask, depth, radius, size, min_depth=0.25):
     reach = max(size * radius, 2.0)
     distance = np.hypot(xx - xs[pick], yy - ys[pick]) / reach
     wobble = 0.35 * smooth_noise(rng, height, width, max(4, int(width / max(radius, 1.0) * 2)))[..., 0]
-    return mask & (distance + wobble < 1.0)
+    region = mask & (distance + wobble < 1.0)
+    region[ys[pick], xs[pick]] = True  # never empty
+    return region
 
 
 def _mesh(rng, mask, spacing, jitter, drop=0.0):
@@ -128,26 +137,35 @@ def pigment_network(rng, image, mask, depth, scale, atypical):
     if not atypical:
         edges = _mesh(rng, mask, max(4.0, 11.0 * scale), 0.12)
         envelope = np.clip(depth / 0.45, 0, 1) * mask  # fades out towards the border
-        colour = _jitter(rng, _DARK_BROWN, 10)
-        weight = _thicken(edges, max(1, int(round(1.2 * scale)))) * envelope * rng.uniform(0.55, 0.7)
-        return _mix(image, colour, weight), mask & (envelope > 0.25)
+        lines = _thicken(edges, max(1, int(round(1.2 * scale))))
+        image = _lighten_holes(rng, image, lines, envelope * 0.3)
+        weight = lines * envelope * rng.uniform(0.6, 0.75)
+        return _mix(image, _jitter(rng, _DARK_BROWN, 10), weight), mask & (envelope > 0.25)
     edges = _mesh(rng, mask, max(4.0, 12.0 * scale) * rng.uniform(0.9, 1.3), 0.35, drop=0.45)
     region = mask & (smooth_noise(rng, height, width, 5)[..., 0] > rng.uniform(-0.9, -0.2))
     region |= _blob(rng, mask, depth, np.sqrt(mask.sum() / np.pi), 0.5)  # at least one solid patch
     thin = _thicken(edges, max(1, int(round(2.0 * scale))))
     thick = _thicken(edges, max(2, int(round(3.5 * scale))))
-    broad = smooth_noise(rng, height, width, 7)[..., 0] > 0
+    lines = np.where(smooth_noise(rng, height, width, 7)[..., 0] > 0, thick, thin)
+    image = _lighten_holes(rng, image, lines, region * 0.35)
     shade = np.clip(0.5 + 0.6 * smooth_noise(rng, height, width, 6), 0, 1)  # dark brown <-> black
     colour = np.asarray(_DARK_BROWN, np.float32) * (1 - shade) + np.asarray(_BLACK, np.float32) * shade
-    weight = np.where(broad, thick, thin) * region * 0.9  # abrupt ends: the region is cut, not faded
+    weight = lines * region * 0.9  # abrupt ends: the region is cut, not faded
     return _mix(image, colour, weight), region
+
+
+def _lighten_holes(rng, image, lines, strength):
+    """Blend light brown into the holes between ``lines`` [H, W] by ``strength`` [H, W].
+
+    A network on a dark base (melanoma) needs lighter holes to show at all;
+    on a light brown base the blend changes little.
+    """
+    return _mix(image, _jitter(rng, (164, 108, 70), 8), strength * (1 - np.clip(lines, 0, 1)))
 
 
 def dots_globules(rng, image, mask, depth, scale, atypical):
     """Paint typical or atypical dots/globules; returns (image float32 [H, W, 3], region bool [H, W])."""
     height, width = mask.shape
-    canvas = image.copy()
-    drawn = np.zeros((height, width), np.uint8)
     if not atypical:
         spacing = max(5.0, 15.0 * scale)
         ys, xs = np.mgrid[spacing / 2:height:spacing, spacing / 2:width:spacing]
@@ -155,9 +173,9 @@ def dots_globules(rng, image, mask, depth, scale, atypical):
         points = np.round(points).astype(int).clip(0, [width - 1, height - 1])
         points = points[depth[points[:, 1], points[:, 0]] > 0.25]
         points = points[rng.random(len(points)) < rng.uniform(0.5, 0.9)]
-        radius = max(1, int(round(rng.uniform(1.6, 2.2) * scale)))
-        colour = _jitter(rng, (92, 56, 36), 8).tolist()
-        shapes = [((int(x), int(y)), (radius, radius), 0.0, colour) for x, y in points]
+        radius = max(1.4, rng.uniform(2.0, 2.6) * scale)
+        colour = _jitter(rng, (80, 48, 30), 8).tolist()
+        shapes = [((x, y), (radius, radius), 0.0, colour) for x, y in points]
     else:
         ys, xs = np.nonzero(mask & (depth < 0.5) & (depth > 0.08))
         if len(ys) == 0:
@@ -170,15 +188,32 @@ def dots_globules(rng, image, mask, depth, scale, atypical):
             y = int(np.clip(ys[centre] + rng.normal(0, 12 * scale), 0, height - 1))
             if not mask[y, x]:
                 continue
-            axes = (max(1, int(round(rng.uniform(0.8, 4.5) * scale))), max(1, int(round(rng.uniform(0.8, 3.5) * scale))))
+            axes = (max(1.0, rng.uniform(0.8, 4.5) * scale), max(1.0, rng.uniform(0.8, 3.5) * scale))
             tone = (_BLACK, _DARK_BROWN, _BLUE_GRAY)[rng.choice(3, p=(0.45, 0.4, 0.15))]
             shapes.append(((x, y), axes, rng.uniform(0, 180), _jitter(rng, tone, 8).tolist()))
-    for centre, axes, angle, colour in shapes:
-        cv2.ellipse(canvas, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA)
-        cv2.ellipse(drawn, centre, axes, angle, 0, 360, 1, -1)
-    region = cv2.dilate(drawn, np.ones((3, 3), np.uint8)).astype(bool) & mask
-    inside = mask.astype(np.float32)[..., None]
-    return canvas * inside + image * (1 - inside), region
+    weight, colour = _ellipses(shapes, (height, width))
+    region = cv2.dilate((weight > 0.25).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & mask
+    return _mix(image, colour, weight * mask), region
+
+
+def _ellipses(shapes, shape, factor=4):
+    """Coverage float32 [H, W] and colour float32 [H, W, 3] of filled ellipses, drawn at ``factor`` x.
+
+    shapes: [((x, y), (axis_x, axis_y), angle_deg, (r, g, b))] in pixels of
+    the [H, W] ``shape``. Supersampling keeps 1-2 px dots round (drawn
+    directly they come out as crosses).
+    """
+    height, width = shape
+    cover = np.zeros((height * factor, width * factor), np.float32)
+    paint = np.zeros((height * factor, width * factor, 3), np.float32)
+    for (x, y), (ax, ay), angle, colour in shapes:
+        centre = (int(round((x + 0.5) * factor - 0.5)), int(round((y + 0.5) * factor - 0.5)))
+        axes = (max(1, int(round(ax * factor))), max(1, int(round(ay * factor))))
+        cv2.ellipse(cover, centre, axes, angle, 0, 360, 1.0, -1)
+        cv2.ellipse(paint, centre, axes, angle, 0, 360, [float(c) for c in colour], -1)
+    cover = cv2.resize(cover, (width, height), interpolation=cv2.INTER_AREA)
+    paint = cv2.resize(paint, (width, height), interpolation=cv2.INTER_AREA)
+    return cover, paint / np.maximum(cover, 1e-6)[..., None]
 
 
 def streaks(rng, image, mask, centre, radius, scale):
@@ -205,7 +240,7 @@ def streaks(rng, image, mask, centre, radius, scale):
         point = border[index]
         direction = point - np.asarray(centre, np.float32)
         direction /= max(float(np.linalg.norm(direction)), 1e-6)
-        start = point - direction * radius * rng.uniform(0.15, 0.32)
+        start = point - direction * radius * rng.uniform(0.2, 0.38)
         end = point + direction * allowance * rng.uniform(0.3, 0.8)
         line = np.round(np.stack([start, end]) * 16).astype(np.int32)
         cv2.polylines(weight, [line], False, 1.0, thickness, cv2.LINE_AA, shift=4)
@@ -223,8 +258,10 @@ def blue_whitish_veil(rng, image, mask, depth, radius, scale):
     """Paint a confluent blue-grey patch with a whitish haze; returns (image, region bool [H, W])."""
     height, width = mask.shape
     region = _blob(rng, mask, depth, radius, rng.uniform(0.45, 0.7))
-    haze = np.clip(0.35 + 0.45 * smooth_noise(rng, height, width, max(6, int(20 * scale)))[..., 0], 0, 0.85)
-    blue, white = _jitter(rng, _BLUE_GRAY, 8), _jitter(rng, (196, 202, 214), 6)
+    field = smooth_noise(rng, height, width, max(6, int(20 * scale)))[..., 0]
+    # About a third of the patch is whitish haze, the rest blue-grey: both colours always show.
+    haze = 0.2 + 0.7 / (1 + np.exp(-4 * (field - np.percentile(field[region], 65))))
+    blue, white = _jitter(rng, _BLUE_GRAY, 8), _jitter(rng, (222, 224, 230), 6)
     colour = blue[None, None] * (1 - haze[..., None]) + white[None, None] * haze[..., None]
     weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 1.2 * scale + 0.3) * region * 0.9
     return _mix(image, colour, weight), region
@@ -254,15 +291,13 @@ def milia_like_cysts(rng, image, mask, depth, scale):
     ys, xs = np.nonzero(mask & (depth > 0.15))
     if len(ys) == 0:
         ys, xs = np.nonzero(mask)
-    drawn = np.zeros((height, width), np.uint8)
-    halo = np.zeros((height, width), np.float32)
-    for pick in rng.integers(len(ys), size=rng.integers(5, 18)):
-        r = max(1, int(round(rng.uniform(1.6, 3.4) * scale)))
-        cv2.circle(drawn, (int(xs[pick]), int(ys[pick])), r, 1, -1)
-        cv2.circle(halo, (int(xs[pick]), int(ys[pick])), r, 1.0, -1, cv2.LINE_AA)
-    weight = np.clip(cv2.GaussianBlur(halo, (0, 0), 0.6) * 1.2, 0, 0.95) * mask
-    region = cv2.dilate(drawn, np.ones((3, 3), np.uint8)).astype(bool) & mask
-    return _mix(image, _jitter(rng, (240, 234, 196), 6), weight), region
+    colour = _jitter(rng, (240, 234, 196), 6)
+    count = rng.integers(5, 18)
+    picks, radii = rng.integers(len(ys), size=count), np.maximum(1.0, rng.uniform(1.6, 3.4, count) * scale)
+    shapes = [((float(xs[p]), float(ys[p])), (r, r), 0.0, colour) for p, r in zip(picks, radii)]
+    weight, _ = _ellipses(shapes, (height, width))
+    region = cv2.dilate((weight > 0.25).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & mask
+    return _mix(image, colour, np.clip(weight, 0, 0.95) * mask), region
 
 
 def negative_network(rng, image, mask, depth, radius, scale):
@@ -288,9 +323,9 @@ def draw_structures(rng, image, mask, diagnosis, scale, probabilities=None):
     typical / atypical} for those drawn).
     """
     odds = {**STRUCTURE_PROBABILITIES[diagnosis], **(probabilities or {})}
-    unknown = set(odds) - set(_QUIET)
+    unknown = set(odds) - set(STRUCTURE_NAMES)
     if unknown:
-        raise ValueError(f"probabilities: unknown structures {sorted(unknown)}; use {', '.join(_QUIET)}")
+        raise ValueError(f"probabilities: unknown structures {sorted(unknown)}; use {', '.join(STRUCTURE_NAMES)}")
     # Decide everything first, with a fixed number of draws, so one choice
     # never shifts the random numbers of another.
     u = rng.random(9)
