@@ -103,18 +103,22 @@ def rasterise(polygon, height, width):
 
 # --------------------------------------------------------------------------- lesion colours
 
-def paint_lesion(rng, diagnosis, mask, depth, scale):
+def paint_lesion(rng, diagnosis, mask, depth, scale, built_in_structures=True):
     """Lesion colour field float32 [H, W, 3] and opacity [H, W] for one diagnosis.
 
     mask: bool [H, W]; depth: float32 [H, W], 0 at the border rising to 1 at
     the lesion's deepest point; scale: pixel size relative to a 256 px image.
+    built_in_structures: False leaves out the marks that would pass for
+    labelled structures (the network texture, melanoma's dots and blue-grey /
+    white blotches, SK's milia-like dots) so skinlesion.synthetic_structures alone decides them; the same
+    random numbers are drawn either way, so everything else stays the same.
     """
     height, width = mask.shape
     hf = smooth_noise(rng, height, width, max(8, int(40 * scale)))[..., 0]
     lf = smooth_noise(rng, height, width, 5)[..., 0]
     opacity = np.full((height, width), 0.95, np.float32)
     network = (np.abs(smooth_noise(rng, height, width, max(8, int(34 * scale)))[..., 0]) < 0.22)
-    network = network.astype(np.float32)
+    network = network.astype(np.float32) * float(built_in_structures)
 
     if diagnosis in ("common_nevus", "atypical_nevus"):
         dark = _jitter(rng, (108, 60, 36), 15) if diagnosis == "common_nevus" else _jitter(rng, (88, 48, 30), 15)
@@ -139,13 +143,17 @@ def paint_lesion(rng, diagnosis, mask, depth, scale):
         for index in rng.permutation(len(palette))[: rng.integers(3, 6)]:
             field = smooth_noise(rng, height, width, rng.integers(4, 9))[..., 0]
             weight = np.clip((field - rng.uniform(0.2, 0.7)) * 2.0, 0, 1) * rng.uniform(0.7, 1.0)
-            colour = _mix(colour, _jitter(rng, palette[index], 10), weight)
+            tint = _jitter(rng, palette[index], 10)
+            if built_in_structures or index not in (1, 4):  # blue-grey, white: would pass for veil / regression
+                colour = _mix(colour, tint, weight)
         colour *= (1.0 - 0.22 * network * np.clip(1.3 - depth, 0, 1))[..., None]
         colour *= (1.0 + 0.05 * hf)[..., None]
         for _ in range(rng.integers(10, 40)):  # irregular dots and globules, mostly peripheral
             x, y = _random_point_in(rng, mask, 0.45, depth)
             r = max(1, int(round(rng.uniform(1.0, 3.0) * scale)))
-            cv2.circle(colour, (x, y), r, _jitter(rng, (25, 18, 18), 10).tolist(), -1, cv2.LINE_AA)
+            dot_colour = _jitter(rng, (25, 18, 18), 10).tolist()
+            if built_in_structures:
+                cv2.circle(colour, (x, y), r, dot_colour, -1, cv2.LINE_AA)
 
     elif diagnosis in ("seborrheic_keratosis", "bkl"):
         base = (188, 138, 92) if diagnosis == "seborrheic_keratosis" else (172, 116, 76)
@@ -162,7 +170,9 @@ def paint_lesion(rng, diagnosis, mask, depth, scale):
             for _ in range(rng.integers(6, 20)):  # milia-like cysts: bright round dots
                 x, y = _random_point_in(rng, mask)
                 r = max(1, int(round(rng.uniform(1.2, 2.8) * scale)))
-                cv2.circle(colour, (x, y), r, _jitter(rng, (240, 235, 205), 8).tolist(), -1, cv2.LINE_AA)
+                milium_colour = _jitter(rng, (240, 235, 205), 8).tolist()
+                if built_in_structures:
+                    cv2.circle(colour, (x, y), r, milium_colour, -1, cv2.LINE_AA)
         else:
             colour *= (1.0 + 0.08 * lf + 0.04 * hf)[..., None]
             colour *= (1.0 - 0.1 * network)[..., None]
@@ -235,10 +245,11 @@ def _draw_vessels(rng, canvas, mask, scale):
 
 
 
-def draw_lesion(rng, image, diagnosis, scale):
+def draw_lesion(rng, image, diagnosis, scale, built_in_structures=True):
     """Blend one lesion of ``diagnosis`` into the skin ``image`` float32 [H, W, 3].
 
-    scale: pixel size relative to a 256 px image. Returns (image float32
+    scale: pixel size relative to a 256 px image; built_in_structures: see
+    paint_lesion. Returns (image float32
     [H, W, 3], a new array; mask bool [H, W], exactly the lesion outline;
     polygon float32 [P, 2] (x, y), the outline itself).
     """
@@ -247,7 +258,7 @@ def draw_lesion(rng, image, diagnosis, scale):
     mask = rasterise(polygon, height, width)
     depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
     depth = depth / max(float(depth.max()), 1.0)
-    colour, opacity = paint_lesion(rng, diagnosis, mask, depth, scale)
+    colour, opacity = paint_lesion(rng, diagnosis, mask, depth, scale, built_in_structures)
 
     # Soft border: blur the exact mask; its 0.5 level stays on the polygon.
     sigma = SHAPES[diagnosis]["edge"] * scale * rng.uniform(0.7, 1.3)
