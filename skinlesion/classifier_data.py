@@ -32,23 +32,40 @@ ClassifierItem = collections.namedtuple("ClassifierItem", ["image_id", "load", "
 
 
 # --------------------------------------------------------------------- items
-def synthetic_items(count, diagnoses, size=(64, 64), seed=0, artefacts=True):
+def synthetic_items(count, diagnoses, size=(64, 64), seed=0, artefacts=True, structures=False,
+                    probabilities=None, crop_size=None):
     """``count`` synthetic images, balanced over ``diagnoses`` (synthetic diagnosis names).
 
     label i is diagnoses[i]; images are drawn by skinlesion.synthetic.generate
     with seed (seed, index), so two calls with other seeds never share an image.
+    structures: draw labelled dermoscopic structures (synthetic.generate_sample)
+    and give each item its criteria; probabilities overrides their odds
+    (e.g. {name: 0.5 for name in synthetic_structures.STRUCTURE_NAMES});
+    crop_size: with structures, each image is the crop around its true lesion
+    mask (lesion_crop, margin 0.25) at this side, as a perfect segmenter gives.
     Returns [ClassifierItem]; each load() gives uint8 [size[0], size[1], 3].
     """
-    from skinlesion.synthetic import generate
+    from skinlesion.synthetic import generate, generate_sample
     order = np.random.default_rng([int(seed), 104729]).permutation(count)
     items = []
     for index in range(count):
         label = int(order[index] % len(diagnoses))
         key = (int(seed), index)
+        name = f"synthetic:{seed}:{index}:{size[0]}x{size[1]}:{diagnoses[label]}"
+        if structures:
+            # Drawn once here for the criteria; the crop cache then keeps the pixels.
+            sample = generate_sample(key, size, diagnosis=diagnoses[label], artefacts=artefacts,
+                                     probabilities=probabilities)
+            image = sample.image
+            if crop_size:
+                image = lesion_crop(sample.image, sample.mask, 0.25, int(crop_size))[0]
+            items.append(ClassifierItem(f"{name}:structures:{crop_size}", (lambda im=image: im), label,
+                                        criteria=sample.criteria))
+            continue
 
         def load(key=key, diagnosis=diagnoses[label]):
             return generate(key, size, diagnosis=diagnosis, artefacts=artefacts)[0]
-        items.append(ClassifierItem(f"synthetic:{seed}:{index}:{size[0]}x{size[1]}:{diagnoses[label]}", load, label))
+        items.append(ClassifierItem(name, load, label))
     return items
 
 
