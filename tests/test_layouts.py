@@ -460,10 +460,10 @@ def test_exif_rotated_jpeg_is_checked_after_rotation(tmp_path, lesion_write_pair
 def test_registered_layouts_are_the_documented_ones():
     from skinlesion import layouts
     names = [layout.name for layout in layouts.registered()]
-    # The README's dataset table and skinlesion/layouts/__init__.py name these six.
-    assert set(names) == {"isic2016", "isic2017", "isic2018", "ham10000", "ph2", "folder"}
-    assert tuple(names) == layouts.LAYOUT_ORDER == ("isic2018", "isic2017", "isic2016", "ph2", "ham10000",
-                                                    "folder")
+    # The README's dataset table and skinlesion/layouts/__init__.py name these seven.
+    assert set(names) == {"isic2016", "isic2017", "isic2018", "isic2018_task2", "ham10000", "ph2", "folder"}
+    assert tuple(names) == layouts.LAYOUT_ORDER == ("isic2018", "isic2017", "isic2016", "isic2018_task2", "ph2",
+                                                    "ham10000", "folder")
     assert list(layouts.EXPECTED) == names and all(layouts.EXPECTED.values())
 
 
