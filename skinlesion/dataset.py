@@ -149,11 +149,11 @@ class LesionDataset(Dataset):
         if attributes and layout is None:
             layout = attribute_masks.ATTRIBUTE_LAYOUTS[scheme]
         layout_name, root = layouts.resolve_layout(path, layout)
-        official = layout_name in layouts.ISIC_SPLITS or layout_name == attribute_masks.ATTRIBUTE_LAYOUTS.get(scheme)
         wanted = splits.SUBSETS if subset == "all" else (subset,)
         if layout_name == "isic2016" and subset == "val":
             wanted = ("train",)  # val is carved out of the official Training folder
         scan = layouts.scan_layout(layout_name, root, wanted)
+        official = layout_name in layouts.ISIC_SPLITS or scan.official_splits
         where = f"the {layout_name} dataset at {root}"
         if not scan.records:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in scan.skipped[:3])
