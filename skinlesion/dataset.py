@@ -8,6 +8,10 @@ split folders where they exist, otherwise a seeded split grouped by lesion and
 stratified by diagnosis, skinlesion.splits), maps diagnoses to the requested
 class scheme (skinlesion.schemes) and registers one image per usable file.
 Unusable files are skipped with one warning each and listed in the summary.
+
+``classes="isic2018_attributes"`` reads the ISIC 2018 Task 2 attribute masks
+instead of the lesion mask: one instance per connected component, classed
+by attribute (skinlesion.attribute_masks).
 """
 import logging
 import re
@@ -15,7 +19,7 @@ import re
 import numpy as np
 
 from mrcnn.dataset import Dataset, read_image_rgb
-from skinlesion import layouts, schemes, splits, synthetic
+from skinlesion import attribute_masks, layouts, schemes, splits, synthetic
 from skinlesion.layouts import DatasetError
 
 log = logging.getLogger(__name__)
@@ -59,8 +63,12 @@ class LesionDataset(Dataset):
 
     After ``load``: ``image_info[i]`` holds ``path``, ``mask_path``, ``stem``,
     ``lesion_id``, ``layout``, ``subset``, ``label`` (class name or None),
-    ``class_id``, ``diagnosis`` (canonical), ``width``, ``height``; and
-    ``summary`` holds the dict ``load`` returned.
+    ``class_id``, ``diagnosis`` (canonical), ``width``, ``height``,
+    ``criteria`` (the record's dermoscopic criteria dict, or None; files
+    only); and ``summary`` holds the dict ``load`` returned. With an
+    attribute scheme, ``label`` and ``class_id`` are None and
+    ``attribute_masks`` {attribute: path} and ``attributes_present`` [names]
+    say what the image holds.
     """
 
     def __init__(self, class_map=None):
@@ -88,7 +96,8 @@ class LesionDataset(Dataset):
         size: (H, W) of synthetic images. count: synthetic images in the subset
             (default SYNTHETIC_COUNTS; "synthetic:N" sets it too).
 
-        Returns {"layout", "subset", "scheme", "images", "classes": {name: n},
+        Returns {"layout", "subset", "scheme", "images", "classes": {name: n}
+        (attribute schemes: images where that attribute is present),
         "skipped": [{"file", "reason"}], "root", "seed", "split",
         "official_split": bool (True where the subset is the challenge's own folder)}.
         Raises DatasetError when nothing usable is found and SchemeError
@@ -105,10 +114,15 @@ class LesionDataset(Dataset):
         fractions = splits.validate_fractions(split)
         is_synthetic, synthetic_count = parse_synthetic_path(path)
         if is_synthetic:
+            if schemes.is_attribute_scheme(classes):
+                raise schemes.SchemeError(f"classes={classes!r} needs attribute masks; the synthetic set has "
+                                          f"none. Pass an ISIC 2018 Task 2 folder "
+                                          f"({layouts.EXPECTED[attribute_masks.ATTRIBUTE_LAYOUTS[classes]]})")
             entries, skipped, layout_name, root = self._synthetic_entries(
                 subset, classes, int(seed), fractions, size, count or synthetic_count)
+            official = False
         else:
-            entries, skipped, layout_name, root = self._file_entries(
+            entries, skipped, layout_name, root, official = self._file_entries(
                 str(path), subset, classes, int(seed), fractions, layout)
 
         self.scheme = classes
@@ -120,28 +134,31 @@ class LesionDataset(Dataset):
 
         counts = {name: 0 for name in schemes.class_names(classes)}
         for entry in entries:
-            counts[entry["label"]] += 1
+            for name in entry.get("attributes_present", [entry["label"]]):
+                counts[name] += 1
         self.summary = {"layout": layout_name, "subset": subset, "scheme": classes, "images": len(entries),
                         "classes": counts, "skipped": skipped, "root": root, "seed": int(seed),
-                        "split": list(fractions),
-                        "official_split": layout_name in layouts.ISIC_SPLITS}
+                        "split": list(fractions), "official_split": official}
         log.info("Loaded %d %s images (%s, classes=%s) from %s; %d skipped; per class %s", len(entries),
                  subset, layout_name, classes, root, len(skipped), counts)
         return self.summary
 
     def _file_entries(self, path, subset, scheme, seed, fractions, layout):
-        """Scan a dataset on disk; return (image_info entries, skipped, layout, root)."""
+        """Scan a dataset on disk; return (image_info entries, skipped, layout, root, official split)."""
+        attributes = schemes.is_attribute_scheme(scheme)
+        if attributes and layout is None:
+            layout = attribute_masks.ATTRIBUTE_LAYOUTS[scheme]
         layout_name, root = layouts.resolve_layout(path, layout)
-        official = layout_name in layouts.ISIC_SPLITS
         wanted = splits.SUBSETS if subset == "all" else (subset,)
         if layout_name == "isic2016" and subset == "val":
             wanted = ("train",)  # val is carved out of the official Training folder
         scan = layouts.scan_layout(layout_name, root, wanted)
+        official = layout_name in layouts.ISIC_SPLITS or scan.official_splits
         where = f"the {layout_name} dataset at {root}"
         if not scan.records:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in scan.skipped[:3])
             folders = ""
-            if official:
+            if layout_name in layouts.ISIC_DATA_DIR:
                 folders = " (official folders for this subset: " + ", ".join(
                     layouts.ISIC_DATA_DIR[layout_name].format(n)
                     for s in wanted for n in layouts.ISIC_SPLITS[layout_name].get(s, ())) + ")"
@@ -150,6 +167,9 @@ class LesionDataset(Dataset):
                 f"{folders}; {len(scan.skipped)} files skipped{': ' + reasons if reasons else ''}. "
                 f"Expected {layouts.EXPECTED[layout_name]}")
         schemes.require_scheme(scheme, scan.vocabulary, where, scan.observed_labels())
+        if attributes:
+            attribute_masks.require_attribute_masks(scheme, scan.records, layout_name, root,
+                                                    layouts.EXPECTED[attribute_masks.ATTRIBUTE_LAYOUTS[scheme]])
 
         records = scan.records
         groups = [r.lesion_id for r in records]
@@ -173,7 +193,12 @@ class LesionDataset(Dataset):
         entries, skipped = [], list(scan.skipped)
         for record in chosen:
             label = schemes.to_class(record.diagnosis, scheme)
-            if label is None:
+            reason = self._unusable(record, scheme)
+            if reason:
+                log.warning("Skipping %s: %s", record.image_path, reason)
+                skipped.append({"file": record.image_path, "reason": reason})
+                continue
+            if label is None and not attributes:
                 if record.diagnosis is not None:
                     reason = f"diagnosis {record.diagnosis!r} has no class in scheme {scheme!r}"
                 else:
@@ -182,18 +207,33 @@ class LesionDataset(Dataset):
                 log.warning("Skipping %s: %s", record.image_path, reason)
                 skipped.append({"file": record.image_path, "reason": reason})
                 continue
-            entries.append({
+            entry = {
                 "image_id": f"{layout_name}:{record.stem}", "path": record.image_path,
                 "mask_path": record.mask_path, "width": record.width, "height": record.height,
                 "stem": record.stem, "lesion_id": record.lesion_id, "layout": layout_name,
                 "subset": record.split, "label": label,
-                "class_id": schemes.class_names(scheme).index(label) + 1,
-                "diagnosis": record.diagnosis, "raw_label": record.raw_label,
-            })
+                "class_id": None if attributes else schemes.class_names(scheme).index(label) + 1,
+                "diagnosis": record.diagnosis, "raw_label": record.raw_label, "criteria": record.criteria,
+            }
+            if attributes:
+                entry.update(attribute_masks.attribute_entry_fields(record, scheme))
+            entries.append(entry)
         if not entries:
             raise DatasetError(f"{root}: no image of subset {subset!r} has a label for classes={scheme!r} "
                                f"({len(skipped)} skipped); use classes='lesion' or add the label file")
-        return entries, skipped, layout_name, root
+        return entries, skipped, layout_name, root, official
+
+    @staticmethod
+    def _unusable(record, scheme):
+        """Why ``record`` lacks the masks ``scheme`` reads (attribute masks, or the lesion mask), or None."""
+        if schemes.is_attribute_scheme(scheme):
+            if not record.attribute_masks:
+                return f"no usable attribute mask (classes={scheme!r} reads attribute masks)"
+            return None
+        if record.mask_path is None:
+            return (f"no lesion mask (classes={scheme!r} reads lesion masks; where the image has attribute "
+                    f"masks, classes='isic2018_attributes' reads those)")
+        return None
 
     def _synthetic_entries(self, subset, scheme, seed, fractions, size, count):
         """Plan the synthetic images of ``subset``; return (entries, [], "synthetic", "synthetic")."""
@@ -256,10 +296,14 @@ class LesionDataset(Dataset):
         """The lesion as one instance: (bool [H, W, 1], int32 [1] class id).
 
         Disconnected pieces stay one instance (ISIC convention: one lesion per
-        image). Raises ValueError naming the mask file when it cannot be
-        decoded or its size differs from the image's.
+        image). With an attribute scheme: (bool [H, W, N], int32 [N]), one
+        instance per connected component of each attribute mask, N >= 0
+        (skinlesion.attribute_masks). Raises ValueError naming the mask file
+        when it cannot be decoded or its size differs from the image's.
         """
         info = self.image_info[image_id]
+        if schemes.is_attribute_scheme(self.scheme):
+            return attribute_masks.attribute_instances(info, self.scheme)
         if info["layout"] == "synthetic":
             mask = self._synthetic(image_id)[1].copy()
         else:

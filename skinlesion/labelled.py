@@ -21,7 +21,7 @@ time (``summary["skipped"]``), images that fail to decode at read time
 import io
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class LabelledItem:
     diagnosis: canonical diagnosis (schemes.DIAGNOSES); raw_label: as in the label file.
     mask_path: the ground-truth mask file where the layout has one, else None.
     width, height: from the header at load time; None for images inside an HDF5 file.
+    criteria: the image's dermoscopic criteria {name: typed value} (skinlesion.criteria)
+      where the layout records them (PH2's sheet, labels.csv columns), else None;
+      unknown criteria are absent. Left out of the hash, so items stay hashable.
     """
     image_id: str
     path: str
@@ -62,6 +65,7 @@ class LabelledItem:
     mask_path: str = None
     width: int = None
     height: int = None
+    criteria: dict = field(default=None, hash=False)
 
 
 def _check_arguments(subset, classes, seed, split):
@@ -122,7 +126,7 @@ def _item(record, layout_name, scheme, label):
                         class_index=schemes.class_names(scheme).index(label), label=label,
                         group=record.lesion_id, subset=record.split, layout=layout_name,
                         diagnosis=record.diagnosis, raw_label=record.raw_label, mask_path=record.mask_path,
-                        width=record.width, height=record.height)
+                        width=record.width, height=record.height, criteria=record.criteria)
 
 
 def load_labelled(path, subset="train", classes="melanoma", seed=0, split=(0.8, 0.1, 0.1), layout=None):

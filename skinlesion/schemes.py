@@ -17,8 +17,18 @@ the label-only datasets need: ``isic2019`` and ``melanoma``. Functions that
 take a scheme name check it against SCHEMES unless told
 ``purpose="classification"``; ``class_names``, ``to_class`` and ``num_classes``
 accept every name in ``ALL_SCHEMES``.
+
+``ATTRIBUTE_SCHEMES`` are Mask R-CNN schemes whose classes are not
+diagnoses but dermoscopic structures: ``isic2018_attributes``, the five ISIC
+2018 Task 2 attributes, read from attribute masks (one instance per
+connected component, skinlesion.attribute_masks). They serve segmentation
+(LesionDataset, LesionConfig) and need attribute masks rather than
+diagnosis labels, so ``require_scheme`` and ``supplied_schemes`` leave them
+to LesionDataset, and ``to_class`` gives no per-image class for them.
 """
 import logging
+
+from skinlesion.criteria import TASK2_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,10 @@ CLASSIFIER_SCHEMES = {
     "melanoma": ("not_melanoma", "melanoma"),
 }
 ALL_SCHEMES = {**SCHEMES, **CLASSIFIER_SCHEMES}
+# Mask R-CNN schemes of dermoscopic structures (module docstring); class order = TASK2_ATTRIBUTES.
+ATTRIBUTE_SCHEMES = {
+    "isic2018_attributes": TASK2_ATTRIBUTES,
+}
 
 # The canonical diagnoses every raw label is normalised to. "benign" and
 # "malignant" are for sources that only give that (ISIC 2016 Part 3, ISIC
@@ -132,10 +146,15 @@ LAYOUT_VOCABULARY = {layout: frozenset(table.values()) for layout, table in RAW_
 
 
 def _known(purpose):
-    """The schemes serving ``purpose`` ("segmentation": SCHEMES, "classification": ALL_SCHEMES)."""
+    """The schemes serving ``purpose`` ("segmentation": SCHEMES + ATTRIBUTE_SCHEMES, "classification": ALL_SCHEMES)."""
     if purpose not in ("segmentation", "classification"):
         raise ValueError(f"purpose={purpose!r}: choose segmentation or classification")
-    return SCHEMES if purpose == "segmentation" else ALL_SCHEMES
+    return {**SCHEMES, **ATTRIBUTE_SCHEMES} if purpose == "segmentation" else ALL_SCHEMES
+
+
+def is_attribute_scheme(scheme):
+    """True for a scheme of dermoscopic structures read from attribute masks (ATTRIBUTE_SCHEMES)."""
+    return scheme in ATTRIBUTE_SCHEMES
 
 
 def check_scheme_name(scheme, purpose="segmentation"):
@@ -143,7 +162,9 @@ def check_scheme_name(scheme, purpose="segmentation"):
     known = _known(purpose)
     if scheme not in known:
         extra = ""
-        if scheme in ALL_SCHEMES:
+        if scheme in ATTRIBUTE_SCHEMES:
+            extra = " (that scheme is for the Mask R-CNN's attribute masks, LesionDataset)"
+        elif scheme in ALL_SCHEMES:
             extra = " (that scheme is for the classifier, skinlesion.labelled)"
         raise SchemeError(f"classes={scheme!r}: unknown class scheme{extra}; choose one of "
                           f"{', '.join(known)}")
@@ -151,7 +172,9 @@ def check_scheme_name(scheme, purpose="segmentation"):
 
 
 def class_names(scheme):
-    """The class names of ``scheme`` in id order (background excluded); any name in ALL_SCHEMES."""
+    """The class names of ``scheme`` in id order (background excluded); any name in ALL_SCHEMES or ATTRIBUTE_SCHEMES."""
+    if scheme in ATTRIBUTE_SCHEMES:
+        return ATTRIBUTE_SCHEMES[scheme]
     return ALL_SCHEMES[check_scheme_name(scheme, "classification")]
 
 
@@ -187,7 +210,12 @@ def normalise_raw(layout, raw_label):
 
 
 def to_class(diagnosis, scheme):
-    """Class name of a canonical ``diagnosis`` in ``scheme`` (any in ALL_SCHEMES), or None when it has none."""
+    """Class name of a canonical ``diagnosis`` in ``scheme`` (any in ALL_SCHEMES), or None when it has none.
+
+    An attribute scheme (ATTRIBUTE_SCHEMES) has no class per image: None.
+    """
+    if scheme in ATTRIBUTE_SCHEMES:
+        return None
     check_scheme_name(scheme, "classification")
     if scheme == "lesion":
         return "lesion"
@@ -206,7 +234,7 @@ def supplied_schemes(vocabulary, purpose="segmentation"):
     if not vocabulary:
         return found
     for scheme in _known(purpose):
-        if scheme != "lesion" and all(SCHEME_MAPS[scheme].get(d) for d in vocabulary):
+        if scheme != "lesion" and scheme in SCHEME_MAPS and all(SCHEME_MAPS[scheme].get(d) for d in vocabulary):
             found.append(scheme)
     return found
 
@@ -219,7 +247,7 @@ def require_scheme(scheme, vocabulary, where, observed=None, purpose="segmentati
     the dataset does have; ``purpose`` says which schemes may be named.
     """
     check_scheme_name(scheme, purpose)
-    if scheme == "lesion":
+    if scheme == "lesion" or scheme in ATTRIBUTE_SCHEMES:
         return
     vocabulary = set(vocabulary or ())
     if not vocabulary:

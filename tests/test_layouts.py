@@ -197,8 +197,20 @@ def test_ham10000_two_images_of_one_lesion_share_a_subset(ham_root):
 
 # --------------------------------------------------------------------------- PH2
 
-def write_ph2_sheet(path, rows):
-    """A PH2_dataset.xlsx like the original: legend rows above, header at row 13."""
+# PH2_dataset.xlsx's criteria header cells, columns F-Q, as in the original sheet.
+PH2_CRITERIA_HEADER = ("Asymmetry\n(0/1/2)", "Pigment Network\n(AT/T)", "Dots/Globules\n(A/AT/T)", "Streaks\n(A/P)",
+                       "Regression Areas\n(A/P)", "Blue-Whitish Veil\n(A/P)", "White", "Red", "Light-Brown",
+                       "Dark-Brown", "Blue-Gray", "Black")
+
+
+def write_ph2_sheet(path, rows, criteria=None):
+    """A PH2_dataset.xlsx like the original: legend rows above, header at row 13.
+
+    rows: [(image name, "common" / "atypical" / "melanoma")]. Without
+    ``criteria`` the header stops at Asymmetry (column F, 0 for every row);
+    with criteria {image name: 12 cells for columns F-Q} it has all of F-Q
+    (the colour columns under a "Colors" cell at L12), rows not in it empty.
+    """
     import openpyxl
     workbook = openpyxl.Workbook()
     sheet = workbook.active
@@ -206,16 +218,23 @@ def write_ph2_sheet(path, rows):
     sheet.cell(row=3, column=6, value="Asymmetry")
     sheet.cell(row=3, column=7, value=0)
     sheet.cell(row=3, column=8, value="Fully Simmetric")
+    sheet.cell(row=6, column=6, value="Pigment Network\nDots/Globules\nStreaks\nRegression Areas\nBlue-Whitish Veil")
+    sheet.cell(row=6, column=7, value="AT")
+    sheet.cell(row=6, column=8, value="Atypical")
     sheet.cell(row=12, column=3, value="Clinical Diagnosis")
-    header = ["Image Name", "Histological Diagnosis", "Common Nevus", "Atypical Nevus", "Melanoma",
-              "Asymmetry\n(0/1/2)"]
+    header = ["Image Name", "Histological Diagnosis", "Common Nevus", "Atypical Nevus", "Melanoma"]
+    header += list(PH2_CRITERIA_HEADER if criteria is not None else PH2_CRITERIA_HEADER[:1])
+    if criteria is not None:
+        sheet.cell(row=12, column=12, value="Colors")
     for column, name in enumerate(header, start=1):
         sheet.cell(row=13, column=column, value=name)
     for offset, (name, diagnosis) in enumerate(rows):
         sheet.cell(row=14 + offset, column=1, value=name)
         column = {"common": 3, "atypical": 4, "melanoma": 5}[diagnosis]
         sheet.cell(row=14 + offset, column=column, value="X")
-        sheet.cell(row=14 + offset, column=6, value=0)
+        cells = (0,) if criteria is None else criteria.get(name, ())
+        for position, value in enumerate(cells, start=6):
+            sheet.cell(row=14 + offset, column=position, value=value)
     workbook.save(path)
 
 
@@ -460,10 +479,10 @@ def test_exif_rotated_jpeg_is_checked_after_rotation(tmp_path, lesion_write_pair
 def test_registered_layouts_are_the_documented_ones():
     from skinlesion import layouts
     names = [layout.name for layout in layouts.registered()]
-    # The README's dataset table and skinlesion/layouts/__init__.py name these six.
-    assert set(names) == {"isic2016", "isic2017", "isic2018", "ham10000", "ph2", "folder"}
-    assert tuple(names) == layouts.LAYOUT_ORDER == ("isic2018", "isic2017", "isic2016", "ph2", "ham10000",
-                                                    "folder")
+    # The README's dataset table and skinlesion/layouts/__init__.py name these seven.
+    assert set(names) == {"isic2016", "isic2017", "isic2018", "isic2018_task2", "ham10000", "ph2", "folder"}
+    assert tuple(names) == layouts.LAYOUT_ORDER == ("isic2018", "isic2017", "isic2016", "isic2018_task2", "ph2",
+                                                    "ham10000", "folder")
     assert list(layouts.EXPECTED) == names and all(layouts.EXPECTED.values())
 
 

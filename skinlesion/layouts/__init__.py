@@ -10,7 +10,9 @@ Modules: ``base`` (Record, Scan, DatasetError), ``files`` (listing, stems,
 headers, masks, label CSVs and the checks every layout shares),
 ``registry`` (the ``Layout`` entries; detect_layouts, resolve_layout,
 scan_layout), and one module per layout family: ``isic`` (ISIC 2016 / 2017
-/ 2018 Task 1 with Part 3 / Task 3 labels), ``ph2``, ``ham10000`` (with the
+/ 2018 Task 1 with Part 3 / Task 3 labels), ``isic2018_task2`` (ISIC 2018
+Task 2 attribute masks, read when asked for: it defers to ``isic2018``,
+whose input folders it shares), ``ph2``, ``ham10000`` (with the
 Tschandl lesion masks) and ``folder`` (images/ + masks/ + optional
 labels.csv). The label-only layouts (no masks; they feed the classifier
 through skinlesion.labelled): ``isic2024`` (train-image.hdf5),
@@ -63,7 +65,7 @@ from skinlesion.layouts.files import (IMAGE_EXTENSIONS, check_image, check_pair,
 from skinlesion.layouts.registry import (PURPOSES, Layout, detect_layouts, get_layout, register, registered,
                                          resolve_layout, scan_layout, unregister)
 # The registry: importing a layout module registers it; this order is the detection order.
-from skinlesion.layouts import isic, ph2, ham10000, folder  # noqa: F401  isort: skip
+from skinlesion.layouts import isic, isic2018_task2, ph2, ham10000, folder  # noqa: F401  isort: skip
 # Label-only layouts (has_masks=False), after the segmentation ones.
 from skinlesion.layouts import isic2024, isic2020, isic2019, isic2018_task3, isic2017_part3, isic2017_classes, ham10000_labels, folder_labels  # noqa: F401,E501  isort: skip
 from skinlesion.layouts.isic import (ISIC_DATA_DIR, ISIC_LABEL_CSV, ISIC_MASK_DIR, ISIC_SPLITS,
@@ -88,7 +90,7 @@ __all__ = [
     "read_csv_rows", "read_csv_table", "rows_with_columns", "find_label_file", "missing_row_note",
     "check_image", "sized_pair", "read_csv_columns",
     # layout modules
-    "isic", "ph2", "ham10000", "folder", "isic2024", "isic2020", "isic2019", "isic2018_task3",
+    "isic", "isic2018_task2", "ph2", "ham10000", "folder", "isic2024", "isic2020", "isic2019", "isic2018_task3",
     "isic2017_part3", "isic2017_classes", "ham10000_labels", "folder_labels",
 ]
 

@@ -25,6 +25,10 @@ class Record:
     diagnosis: str = None       # canonical diagnosis (schemes.DIAGNOSES) or None
     split: str = None           # official subset ("train"/"val"/"test") or None
     label_note: str = None      # why raw_label is None, when a label file exists
+    # Dermoscopic criteria {name: typed value} (skinlesion.criteria); unknown ones are absent.
+    criteria: dict = None
+    # Attribute masks {attribute: path} (ISIC 2018 Task 2: globules, streaks, ...), readable ones only.
+    attribute_masks: dict = None
 
 
 @dataclass
@@ -37,16 +41,23 @@ class Scan:
     label_files: list = field(default_factory=list)  # label files that were read
     vocabulary: frozenset = frozenset()              # canonical diagnoses the labels can give
     official_splits: bool = False
+    warnings: list = field(default_factory=list)     # [{"file": ..., "reason": ...}], nothing skipped
 
     def skip(self, file, reason):
         """Record a skipped file with one warning line that names it and the reason."""
         log.warning("Skipping %s: %s", file, reason)
         self.skipped.append({"file": str(file), "reason": reason})
 
+    def warn(self, file, reason):
+        """Record a problem that drops no image (a bad criterion cell, a missing attribute file): one line."""
+        log.warning("%s: %s", file, reason)
+        self.warnings.append({"file": str(file), "reason": reason})
+
     def add(self, stem, image_path, mask_path, size, lesion_id=None, **labels):
         """Append a Record; size is (width, height); lesion_id defaults to the stem.
 
-        labels: the optional Record fields (raw_label, diagnosis, split, label_note).
+        labels: the optional Record fields (raw_label, diagnosis, split, label_note,
+        criteria, attribute_masks).
         """
         self.records.append(Record(stem=stem, image_path=image_path, mask_path=mask_path,
                                    width=size[0], height=size[1], lesion_id=lesion_id or stem,

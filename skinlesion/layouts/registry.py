@@ -11,6 +11,11 @@ layout never takes a folder from a segmentation reader. ``"classification"``
 a label-only layout is found, the mask layouts found in that same folder are
 set aside (the label-only layout is that folder's classification dataset:
 e.g. ISIC 2018 Task 3 beside Task 1, or an ISIC 2017 tree without its masks).
+
+A layout may defer to others (``Layout.defers_to``): where one of those is
+detected in the same folder, detection sets it aside unless it is asked for
+by name (``layout=...``). ISIC 2018 Task 2 reads the same input folder as
+Task 1, so the Task 1 reader keeps that folder and Task 2 is read when asked for.
 """
 import os
 from dataclasses import dataclass
@@ -33,6 +38,8 @@ class Layout:
       masks, diagnoses, and lesion / patient ids that group several images.
     group_key: what the group ids are ("lesion_id", "patient_id"), when
       has_groups; records carry them in ``Record.lesion_id``.
+    defers_to: names of layouts that, detected in the same folder, set this
+      one aside unless it is asked for by name.
     """
     name: str
     expected: str
@@ -42,6 +49,7 @@ class Layout:
     has_labels: bool = True
     has_groups: bool = False
     group_key: str = None
+    defers_to: tuple = ()
 
 
 PURPOSES = ("segmentation", "classification")
@@ -87,8 +95,11 @@ def _unknown(layout, purpose=None):
     return DatasetError(f"layout={layout!r}: unknown layout; choose one of {', '.join(names)}")
 
 
-def _detect_here(directory, purpose):
-    """Layout names serving ``purpose`` whose markers are directly in ``directory``, in detection order."""
+def _detect_here(directory, purpose, named=None):
+    """Layout names serving ``purpose`` whose markers are directly in ``directory``, in detection order.
+
+    named: a layout asked for by name, kept even where it defers to another.
+    """
     try:
         names = set(os.listdir(directory))
     except OSError:
@@ -96,22 +107,25 @@ def _detect_here(directory, purpose):
     found = [layout for layout in registered(purpose) if layout.detect(directory, names)]
     if any(not layout.has_masks for layout in found):
         found = [layout for layout in found if not layout.has_masks]
+    present = {layout.name for layout in found}
+    found = [layout for layout in found if layout.name == named or not present & set(layout.defers_to)]
     return [layout.name for layout in found]
 
 
-def detect_layouts(path, purpose="segmentation"):
+def detect_layouts(path, purpose="segmentation", named=None):
     """All (layout, root) pairs serving ``purpose`` found at ``path`` or in its direct sub-folders.
 
     Those at ``path`` itself come first; within one level, detection order.
     For "classification", a folder where a label-only layout is found gives
-    only its label-only layouts.
+    only its label-only layouts. A layout that defers to one found in the
+    same folder (Layout.defers_to) is left out unless it is ``named``.
     """
     path = os.path.abspath(path)
     order = list(_LAYOUTS)
-    found = [(layout, path) for layout in _detect_here(path, purpose)]
+    found = [(layout, path) for layout in _detect_here(path, purpose, named)]
     children = sorted(os.path.join(path, n) for n in os.listdir(path)
                       if os.path.isdir(os.path.join(path, n)))
-    below = [(layout, child) for child in children for layout in _detect_here(child, purpose)]
+    below = [(layout, child) for child in children for layout in _detect_here(child, purpose, named)]
     below.sort(key=lambda pair: (order.index(pair[0]), pair[1]))
     return found + below
 
@@ -138,7 +152,7 @@ def resolve_layout(path, layout=None, purpose="segmentation"):
                                f"or choose one of {names}")
         raise DatasetError(f"layout={layout!r} has no labels, so it cannot be read for {purpose}; "
                            f"choose one of {names}")
-    candidates = detect_layouts(path, purpose)
+    candidates = detect_layouts(path, purpose, named=layout)
     if layout is not None:
         candidates = [c for c in candidates if c[0] == layout]
     if not candidates:
