@@ -47,7 +47,9 @@ CHOICES = {
     # class_weight: loss weights inversely proportional to class counts;
     # balanced_sampling: each batch draws classes equally often.
     "IMBALANCE": ("class_weight", "balanced_sampling", "none"),
-    "MONITOR": ("balanced_accuracy", "auc"),
+    # auto: balanced_accuracy, or "combined" when CRITERIA is set; combined: the mean of the
+    # validation balanced accuracy and the mean AUC over the criteria outputs.
+    "MONITOR": ("auto", "balanced_accuracy", "auc", "criteria_auc", "combined"),
 }
 
 # ResNet50's ImageNet weights expect Caffe preprocessing (BGR, mean removed);
@@ -80,7 +82,7 @@ class ClassifierConfig:
     STEPS_PER_EPOCH = 0           # 0: one pass over the training images per epoch
     MINUTES = 0.0                 # wall-clock budget of training; 0: none
     PATIENCE = 0                  # stop after this many epochs without a better MONITOR; 0: never
-    MONITOR = "balanced_accuracy"
+    MONITOR = "auto"
     DROPOUT = 0.2
     AUGMENT = True                # flips, 90-degree rotations, small colour jitter
     COLOR_JITTER = 0.1            # largest relative brightness / contrast / per-channel gain change
@@ -135,7 +137,16 @@ class ClassifierConfig:
         if float(self.CRITERIA_WEIGHT) < 0:
             raise ConfigError(f"CRITERIA_WEIGHT={self.CRITERIA_WEIGHT}: use a weight >= 0")
         from skinlesion.classifier_criteria import criteria_names
-        criteria_names(self.CRITERIA)
+        if not criteria_names(self.CRITERIA) and self.MONITOR in ("criteria_auc", "combined"):
+            raise ConfigError(f"MONITOR={self.MONITOR}: needs CRITERIA (e.g. CRITERIA=ph2); "
+                              "use balanced_accuracy or auc")
+
+    def monitor(self):
+        """The validation score that picks the best epoch: MONITOR with "auto" resolved."""
+        if self.MONITOR != "auto":
+            return self.MONITOR
+        from skinlesion.classifier_criteria import criteria_names
+        return "combined" if criteria_names(self.CRITERIA) else "balanced_accuracy"
 
     def class_names(self):
         """The class names of CLASS_SCHEME in column order (skinlesion.schemes)."""

@@ -125,7 +125,10 @@ class ValidationScore(keras.callbacks.Callback):
         self.config, self.cache, self.items, self.class_names = config, cache, items, class_names
         self.truth = np.array([item.label for item in items])
         self.run_dir = run_dir
-        self.best, self.best_epoch, self.waited = -math.inf, None, 0
+        self.best, self.best_nll, self.best_epoch, self.waited = -math.inf, math.inf, None, 0
+        from skinlesion.classifier_criteria import item_targets, outputs_of
+        self.outputs = outputs_of(config)
+        self.targets = item_targets(items, self.outputs)
         # Training throughput without the validation passes: steps taken and seconds spent validating.
         self.steps, self.validation_seconds = 0, 0.0
 
@@ -145,23 +148,39 @@ class ValidationScore(keras.callbacks.Callback):
             self.best_epoch = epoch + 1
             return
         started = time.monotonic()
-        probs = predict_items(self.model, self.config, self.cache, self.items)
+        probs, criteria = predict_items_all(self.model, self.config, self.cache, self.items)
         scores = epoch_scores(self.truth, probs, self.class_names)
+        if self.outputs:
+            scores["criteria_auc"] = mean_criteria_auc(self.targets, criteria, self.outputs)
+            parts = [scores["balanced_accuracy"], scores["criteria_auc"]]
+            scores["combined"] = None if None in parts else float(np.mean(parts))
         self.validation_seconds += time.monotonic() - started
         logs.update({f"val_{k}": (np.nan if v is None else v) for k, v in scores.items()})
         logs["val_loss"] = logs.pop("val_nll")
-        value = scores[self.config.MONITOR]
+        value = scores[self.config.monitor()]
         value = -math.inf if value is None or not np.isfinite(value) else value
-        if value > self.best or self.best_epoch is None:
-            self.best, self.best_epoch, self.waited = value, epoch + 1, 0
+        # A tie (a score that has saturated, such as a balanced accuracy of 1) goes to the lower NLL.
+        tie = value == self.best and scores["nll"] < self.best_nll
+        if value > self.best or tie or self.best_epoch is None:
+            self.best, self.best_nll, self.best_epoch, self.waited = value, scores["nll"], epoch + 1, 0
             self.save(BEST)
         else:
             self.waited += 1
             if self.config.PATIENCE and self.waited >= int(self.config.PATIENCE):
-                log.info("no better validation %s for %d epochs: stopping", self.config.MONITOR, self.waited)
+                log.info("no better validation %s for %d epochs: stopping", self.config.monitor(), self.waited)
                 self.model.stop_training = True
-        log.info("epoch %d: validation balanced accuracy %.3f, mean AUC %s", epoch + 1,
-                 scores["balanced_accuracy"], "n/a" if scores["auc"] is None else f"{scores['auc']:.3f}")
+        log.info("epoch %d: validation balanced accuracy %.3f, mean AUC %s%s", epoch + 1,
+                 scores["balanced_accuracy"], "n/a" if scores["auc"] is None else f"{scores['auc']:.3f}",
+                 "" if not self.outputs else ", criteria AUC " + (
+                     "n/a" if scores["criteria_auc"] is None else f"{scores['criteria_auc']:.3f}"))
+
+
+def mean_criteria_auc(targets, probs, outputs):
+    """Mean AUC over the criteria outputs that have both kinds of known values (None when none has)."""
+    from skinlesion.classifier_criteria import score_criteria
+    aucs = [entry["auc"] for entry in score_criteria(targets, probs, outputs, resamples=0).values()
+            if entry["auc"] is not None]
+    return float(np.mean(aucs)) if aucs else None
 
 
 def new_run_dir(logs):
