@@ -359,7 +359,7 @@ def build_classifier(config, num_classes, cache_dir=None):
     from skinlesion.classifier_criteria import add_heads, outputs_of
     outputs = outputs_of(config)
     if outputs:
-        probs = {"class_probs": probs, **add_heads(pooled, outputs)}
+        probs = {"class_probs": probs, **add_heads(pooled, features, outputs)}
     return keras.Model({"image": image, "mask": mask} if len(inputs) > 1 else image, probs,
                        name=f"classifier_{config.BACKBONE}")
 

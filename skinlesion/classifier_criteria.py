@@ -1,7 +1,8 @@
 """The classifier's criteria head: one output per dermoscopic criterion beside the diagnosis softmax.
 
 ``ClassifierConfig(CRITERIA="ph2")`` (or "task2", or names joined by ",")
-adds, on the pooled features the diagnosis head reads, one output per entry
+adds, on the pooled features the diagnosis head reads and the features'
+maximum over positions (``criteria_features``), one output per entry
 of ``skinlesion.criteria.head_outputs``: a sigmoid for a present/absent
 criterion or colour, a softmax over the levels of an ordinal or categorical
 one (asymmetry 0/1/2, pigment network typical/atypical, dots/globules
@@ -58,12 +59,28 @@ def key(output):
     return PREFIX + output.name
 
 
-def add_heads(pooled, outputs):
-    """Keras tensors {criterion_<name>: [B, units]} on pooled features [B, C] (float32 outputs)."""
+def criteria_features(model_or_none, pooled, features):
+    """The criteria heads' input [B, 2C]: the diagnosis head's pooled features [B, C] beside the
+    maximum of the backbone features [B, h, w, C] over positions.
+
+    A structure is there when it is anywhere: a few dots or a streak at one
+    edge move a spatial mean little, their maximum much. model_or_none: a
+    built classifier whose layers to reuse (Grad-CAM), or None to make them.
+    """
+    if model_or_none is None:
+        peak = keras.layers.GlobalMaxPooling2D(name="criteria_max_pool")(features)
+        return keras.layers.Concatenate(name="criteria_features")([pooled, peak])
+    peak = model_or_none.get_layer("criteria_max_pool")(features)
+    return model_or_none.get_layer("criteria_features")([pooled, peak])
+
+
+def add_heads(pooled, features, outputs):
+    """Keras tensors {criterion_<name>: [B, units]} (float32) from pooled [B, C] and features [B, h, w, C]."""
+    joined = criteria_features(None, pooled, features)
     heads = {}
     for out in outputs:
         activation = "sigmoid" if out.binary else "softmax"
-        heads[key(out)] = keras.layers.Dense(out.units, activation=activation, dtype="float32", name=key(out))(pooled)
+        heads[key(out)] = keras.layers.Dense(out.units, activation=activation, dtype="float32", name=key(out))(joined)
     return heads
 
 

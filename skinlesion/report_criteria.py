@@ -19,7 +19,7 @@ import tensorflow as tf
 from skinlesion import criteria as crit
 from skinlesion import report_figures as figures
 from skinlesion.classifier import lesion_crop, model_inputs
-from skinlesion.classifier_criteria import DIAGNOSIS, criteria_record, key
+from skinlesion.classifier_criteria import DIAGNOSIS, criteria_features, criteria_record, key
 from skinlesion.report_figures import note as _note, table as _table
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,11 @@ def _heads(model, config, features, mask):
         pooled = model.get_layer("mask_attention")(features, mask)
     else:
         pooled = model.get_layer("pool")(features)
-    names = [layer.name for layer in model.layers]
     outputs = {DIAGNOSIS: model.get_layer(DIAGNOSIS)(pooled)}
-    for name in names:
-        if name.startswith("criterion_"):
-            outputs[name] = model.get_layer(name)(pooled)
+    names = [layer.name for layer in model.layers if layer.name.startswith("criterion_")]
+    if names:
+        joined = criteria_features(model, pooled, features)
+        outputs.update({name: model.get_layer(name)(joined) for name in names})
     return outputs
 
 

@@ -122,3 +122,30 @@ def test_gradcam_of_the_veil_looks_at_the_blue_patch(trained):
         inside.append(cam[region].mean())
         outside.append(cam[~region].mean())
     assert len(inside) > 10 and np.mean(inside) > 1.5 * np.mean(outside)
+
+
+def test_the_head_learns_synthetic_structures(tmp_path):
+    """Synthetic dermoscopy with drawn structures, crops around the true lesion, odds 0.5 each.
+
+    The tiny backbone at 64 px learns the pigment network's type, the veil and
+    regression in ten epochs (held-out AUC about 0.8-0.87, 1.0 and 0.8-0.85
+    over seeds, measured). Dots/globules and streaks are a few pixels wide at
+    this size; the same budget leaves them near 0.6, so they are left to
+    bench/criteria_ph2.py's larger model rather than asserted here.
+    """
+    from skinlesion.classifier_data import synthetic_items
+    from skinlesion.classifier_train import evaluate_classifier, load_classifier_run, train_classifier
+    odds = dict(network=1.0, atypical_network=0.5, typical_globules=0.0, atypical_globules=0.0, streaks=0.0,
+                veil=0.5, regression=0.5, milia=0.0, negative_network=0.0)
+    names = ("common_nevus", "melanoma")
+
+    def items(count, seed):
+        return synthetic_items(count, names, (128, 128), seed=seed, artefacts=False, structures=True,
+                               probabilities=odds, crop_size=SIZE)
+    config = ClassifierConfig(**{**TINY, "CRITERIA": "pigment_network,blue_whitish_veil,regression_areas",
+                                 "EPOCHS": 10})
+    run = load_classifier_run(train_classifier(config, items(400, 1), items(40, 2), str(tmp_path / "logs")))
+    metrics = evaluate_classifier(run, items(120, 3), CropCache(str(tmp_path / "cache"), None, 0.25, SIZE),
+                                  str(tmp_path / "eval"), resamples=20)
+    aucs = {name: entry["auc"] for name, entry in metrics["criteria"].items()}
+    assert aucs["blue_whitish_veil"] > 0.9 and aucs["pigment_network"] > 0.7 and aucs["regression_areas"] > 0.7, aucs
