@@ -43,8 +43,9 @@ def parse_args(argv=None):
                         help="dataset folder (ISIC 2016/2017/2018, HAM10000, PH2 or images/+masks/); "
                              "default: built-in synthetic dermoscopy")
     parser.add_argument("--classes", default=None,
-                        help="class scheme: lesion, isic2017, isic2018, binary, ph2 (default: lesion, "
-                             "or the scheme the checkpoint was trained with)")
+                        help="class scheme: lesion, isic2017, isic2018, binary, ph2, isic2018_attributes "
+                             "(ISIC 2018 Task 2 structures); classifier: also melanoma, isic2019 (default: "
+                             "lesion, or the scheme the checkpoint was trained with)")
     parser.add_argument("--weights", default=None,
                         help="coco | imagenet | last | none | PATH (train default: none; "
                              "other modes: the newest checkpoint under --logs)")

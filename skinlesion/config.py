@@ -11,6 +11,12 @@ _SCHEME_FIELDS = {"NUM_CLASSES": "set the classes with --classes SCHEME instead"
                   "CLASS_SCHEME": "set the classes with --classes SCHEME instead"}
 
 
+# Dermoscopic structures (isic2018_attributes) are many small instances, and
+# an image may hold none: the one-lesion settings above do not fit them.
+ATTRIBUTE_DEFAULTS = {"MAX_GT_INSTANCES": 32, "DETECTION_MAX_INSTANCES": 32, "DETECTION_FALLBACK": False,
+                      "DETECTION_MIN_CONFIDENCE": 0.5, "TRAIN_ROIS_PER_IMAGE": 64}
+
+
 class LesionConfig(Config):
     """Config for skin lesions; NUM_CLASSES follows the class scheme.
 
@@ -117,6 +123,8 @@ class LesionConfig(Config):
         self.CLASS_SCHEME = scheme
         self.NUM_CLASSES = wanted
         self.CLASS_NAMES = ("BG",) + schemes.class_names(scheme)
+        if schemes.is_attribute_scheme(scheme):
+            overrides = {**ATTRIBUTE_DEFAULTS, **overrides}
         super().__init__(**overrides)
 
     @classmethod

@@ -11,7 +11,7 @@ import numpy as np
 
 from mrcnn.boxes import extract_bboxes
 from mrcnn.metrics import compute_ap, compute_ap_range
-from skinlesion import scoring
+from skinlesion import schemes, scoring
 from skinlesion.inference import Predictor
 from skinlesion.jsonio import write_json
 
@@ -57,14 +57,20 @@ def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlay
     metrics = {"segmentation": means of the 6 ISIC metrics, "detection":
     {"mAP50", "mAP"} (Matterport's per-image AP averaged over images),
     "classification": ISIC Task 3 scores when the scheme has > 1 class,
-    "images": N, "skipped": [...], "low_confidence": n}.
+    "images": N, "skipped": [...], "low_confidence": n}; with an attribute
+    scheme (isic2018_attributes) also "attributes": the ISIC 2018 Task 2
+    score (skinlesion.scoring.task2_jaccard: Jaccard per attribute
+    accumulated over the images, and their mean).
     """
     class_names = list(config.CLASS_NAMES)
     per_image, ap50, ap_range, truths, probs = [], [], [], [], []
+    attributes = scoring.Task2Scorer(class_names[1:]) if schemes.is_attribute_scheme(config.CLASS_SCHEME) else None
 
     def score(source, result, lesion_mask, record):
         image_id = source[3]
         gt_masks, gt_class_ids = dataset.load_mask(image_id)
+        if attributes is not None:
+            attributes.add(*attribute_pair(dataset.image_info[image_id], result, class_names))
         scored = score_image(result, lesion_mask, gt_masks, gt_class_ids)
         row = {"image": record["stem"], **scored["metrics"], "low_confidence": record["low_confidence"],
                "detections": len(record["detections"])}
@@ -99,7 +105,24 @@ def evaluate_model(model, config, dataset, out_dir, progress=True, write_overlay
     if truths:
         metrics["classification"] = scoring.score_classification(np.array(truths), np.array(probs),
                                                                  class_names[1:])
+    if attributes is not None:
+        metrics["attributes"] = attributes.result()
     return metrics, per_image
+
+
+def attribute_pair(info, result, class_names):
+    """(truth, prediction) {attribute: bool [H, W]} of one image for ISIC 2018 Task 2 scoring.
+
+    info: the image's LesionDataset image_info (``attribute_masks`` {attribute:
+    path}: an attribute without a file is unknown, left out of truth);
+    result: detect()'s dict (masks bool [H, W, N], class_ids [N]); the
+    prediction of an attribute is the union of its class's detections.
+    """
+    from skinlesion.layouts import read_mask_bool
+    truth = {name: read_mask_bool(path) for name, path in (info.get("attribute_masks") or {}).items()}
+    masks, class_ids = np.asarray(result["masks"], bool), np.asarray(result["class_ids"])
+    prediction = {name: masks[..., class_ids == k].any(axis=-1) for k, name in enumerate(class_names) if k}
+    return truth, prediction
 
 
 def _mean(values):
@@ -154,4 +177,10 @@ def write_metrics(out, metrics, per_image):
     if cls.get("balanced_accuracy") is not None:
         print(f"{'balanced_accuracy':<20}{cls['balanced_accuracy']:>10.4f}")
         print(f"{'mean_auc':<20}{(cls.get('mean_auc') or float('nan')):>10.4f}")
+    task2 = metrics.get("attributes")
+    if task2:
+        for name, value in task2["jaccard"].items():
+            print(f"{'jaccard_' + name:<20}{value:>10.4f}" if value is not None else f"{'jaccard_' + name:<20}{'n/a':>10}")
+        if task2["mean_jaccard"] is not None:
+            print(f"{'task2_mean_jaccard':<20}{task2['mean_jaccard']:>10.4f}")
     print(f"\nwritten: {out}/metrics.json, {out}/per_image.csv")

@@ -13,7 +13,7 @@ skinlesion.scoring_attributes (Task 2 attribute masks) and
 skinlesion.scoring_classification (class probabilities); this module is
 the one place callers import them from.
 """
-from skinlesion.scoring_attributes import (TASK2_FILE_PATTERN, AttributeTotals, score_attribute_folders,
+from skinlesion.scoring_attributes import (TASK2_FILE_PATTERN, AttributeTotals, Task2Scorer, score_attribute_folders,
                                            task2_jaccard)
 from skinlesion.scoring_classification import (auc_above_sensitivity, balanced_accuracy,
                                                read_probability_csv, score_classification,

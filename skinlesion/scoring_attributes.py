@@ -107,6 +107,35 @@ def _summary(totals, notes):
             "per_attribute": {name: total.as_dict() for name, total in totals.items()}, "notes": notes}
 
 
+class Task2Scorer:
+    """task2_jaccard one image at a time, for a caller that cannot keep every mask (evaluate).
+
+    add(truth, prediction) as task2_jaccard's per-image dicts; result() gives
+    task2_jaccard's dict.
+    """
+
+    def __init__(self, attributes=TASK2_ATTRIBUTES, normalize=True):
+        self.totals = {name: AttributeTotals() for name in attributes}
+        self.normalize, self.images = normalize, 0
+
+    def add(self, truth, prediction):
+        """One image: truth, prediction {attribute: mask [H, W]}; an attribute absent from truth is unknown."""
+        self.images += 1
+        for name, total in self.totals.items():
+            if truth.get(name) is None:
+                continue
+            truth_mask = binarize_mask(truth[name])
+            predicted = (prediction or {}).get(name)
+            try:
+                total.add(truth_mask, np.zeros_like(truth_mask) if predicted is None else predicted, self.normalize)
+            except ValueError as err:
+                raise ValueError(f"attribute {name}: {err}") from err
+
+    def result(self):
+        """task2_jaccard's dict for the images added so far."""
+        return {**_summary(self.totals, []), "images": self.images}
+
+
 def _is_folder_pair(value):
     """True for (truth_dir, pred_dir): two paths."""
     return (isinstance(value, (tuple, list)) and len(value) == 2
@@ -132,22 +161,13 @@ def task2_jaccard(pairs_or_folders, attributes=TASK2_ATTRIBUTES, normalize=True)
     """
     if _is_folder_pair(pairs_or_folders):
         return score_attribute_folders(*pairs_or_folders, attributes=attributes, normalize=normalize)
-    totals = {name: AttributeTotals() for name in attributes}
-    images = 0
+    scorer = Task2Scorer(attributes, normalize)
     for image_id, truth, prediction in _iter_mask_pairs(pairs_or_folders):
-        images += 1
-        prediction = prediction or {}
-        for name in attributes:
-            if truth.get(name) is None:
-                continue
-            truth_mask = binarize_mask(truth[name])
-            predicted = prediction.get(name)
-            predicted = np.zeros_like(truth_mask) if predicted is None else predicted
-            try:
-                totals[name].add(truth_mask, predicted, normalize)
-            except ValueError as err:
-                raise ValueError(f"image {image_id}, attribute {name}: {err}") from err
-    return {**_summary(totals, []), "images": images}
+        try:
+            scorer.add(truth, prediction)
+        except ValueError as err:
+            raise ValueError(f"image {image_id}, {err}") from err
+    return scorer.result()
 
 
 def _attribute_files(folder):

@@ -109,3 +109,34 @@ def test_folder_scoring_lists_missing_and_mismatched(task2_folders):
     assert result["pairs"] == 13 and len(result["notes"]) == 2
     with pytest.raises(FileNotFoundError, match="Prediction attribute mask folder"):
         scoring.score_attribute_folders(truth, os.path.join(pred, "nope"))
+
+
+def test_evaluate_scores_attributes_from_detections(tmp_path):
+    """evaluate's per-image pair: truth from the attribute files (a missing file is unknown), prediction
+    the union of each class's detections; accumulated by Task2Scorer exactly as task2_jaccard."""
+    from PIL import Image
+    from skinlesion.evaluation import attribute_pair
+    from skinlesion.scoring import Task2Scorer
+    from skinlesion.config import LesionConfig
+    config = LesionConfig(classes="isic2018_attributes")
+    assert config.DETECTION_MAX_INSTANCES == 32 and not config.DETECTION_FALLBACK   # attribute defaults
+    names = list(config.CLASS_NAMES)
+    globules = np.zeros((10, 10), np.uint8)
+    globules[0:2, 0:5] = 255                               # 10 pixels
+    Image.fromarray(globules).save(tmp_path / "g.png")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "s.png")
+    info = {"attribute_masks": {"globules": str(tmp_path / "g.png"), "streaks": str(tmp_path / "s.png")}}
+    masks = np.zeros((10, 10, 2), bool)
+    masks[0:2, 0:3, 0] = True                              # globules: 6 of the 10 pixels
+    masks[5:6, 0:4, 1] = True                              # streaks: 4 pixels where there are none
+    result = {"masks": masks, "class_ids": np.array([names.index("globules"), names.index("streaks")])}
+    truth, prediction = attribute_pair(info, result, names)
+    assert set(truth) == {"globules", "streaks"} and set(prediction) == set(names[1:])
+    scorer = Task2Scorer(names[1:])
+    scorer.add(truth, prediction)
+    scored = scorer.result()
+    assert scored["jaccard"]["globules"] == pytest.approx(6 / 10)
+    assert scored["jaccard"]["streaks"] == 0.0                   # absent in truth, predicted: 0
+    assert scored["jaccard"]["milia_like_cyst"] is None          # no file: unknown, not scored
+    assert scored["mean_jaccard"] == pytest.approx(0.3)
+    assert scored == scoring.task2_jaccard([(truth, prediction)], attributes=names[1:])
