@@ -199,6 +199,7 @@ def default_out(args, kind):
 
 
 def cmd_predict(args):
+    from skinlesion import schemes
     from skinlesion.inference import Predictor, list_images
     if not args.image:
         raise UserError("--mode predict needs --image FILE|DIR|GLOB")
@@ -210,8 +211,13 @@ def cmd_predict(args):
     out = default_out(args, "predictions")
     from skinlesion.classifier_cli import PredictStage
     stage = PredictStage.of(args.classifier)
+    hooks = [stage.on_result] if stage else []
+    if schemes.is_attribute_scheme(config.CLASS_SCHEME):   # ISIC 2018 Task 2 files, ready to score or submit
+        from skinlesion.attribute_masks import write_attribute_predictions
+        hooks.append(lambda source, result, mask, record: write_attribute_predictions(
+            os.path.join(out, "attributes"), record["stem"], result, config.CLASS_NAMES))
     predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta,
-                          refine=args.refine, on_result=stage.on_result if stage else None)
+                          refine=args.refine, on_result=(lambda *a: [hook(*a) for hook in hooks]) if hooks else None)
     outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
     predictor.write_summary(outcome, {"weights": weights_path, **(stage.summary() if stage else {})})
     if stage:

@@ -21,6 +21,8 @@ for one lesion per image); the training generator then keeps a random
 subset of them per step. Raise MAX_GT_INSTANCES (``--config
 MAX_GT_INSTANCES=32``) for attribute training.
 """
+import os
+
 import numpy as np
 
 from skinlesion import schemes
@@ -80,3 +82,27 @@ def attribute_entry_fields(record, scheme):
     present = [name for name in schemes.class_names(scheme) if (record.criteria or {}).get(f"task2_{name}")]
     return {"label": None, "class_id": None, "attribute_masks": dict(record.attribute_masks or {}),
             "attributes_present": present}
+
+
+def write_attribute_predictions(folder, stem, result, class_names):
+    """Write one image's predicted attribute masks in the ISIC 2018 Task 2 format; returns the paths.
+
+    folder: output folder (made); stem: the image's name (ISIC_xxxxxxx);
+    result: detect()'s dict (masks bool [H, W, N], class_ids [N]);
+    class_names: "BG" then the attributes. Each attribute gets
+    ``<stem>_attribute_<name>.png``, mode L, 0/255, the union of its class's
+    detections (all zero when none), as the challenge asks for every image
+    and attribute.
+    """
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    masks, class_ids = np.asarray(result["masks"], bool), np.asarray(result["class_ids"])
+    paths = []
+    for k, name in enumerate(class_names):
+        if not k:
+            continue
+        union = masks[..., class_ids == k].any(axis=-1)
+        path = os.path.join(folder, f"{stem}_attribute_{name}.png")
+        Image.fromarray(union.astype(np.uint8) * 255).save(path)
+        paths.append(path)
+    return paths

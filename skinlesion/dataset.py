@@ -143,6 +143,11 @@ class LesionDataset(Dataset):
                  subset, layout_name, classes, root, len(skipped), counts)
         return self.summary
 
+    @staticmethod
+    def _training_only(layout_name, root):
+        """True when an officially split tree has no usable Validation or Test image."""
+        return not layouts.scan_layout(layout_name, root, ("val", "test")).records
+
     def _file_entries(self, path, subset, scheme, seed, fractions, layout):
         """Scan a dataset on disk; return (image_info entries, skipped, layout, root, official split)."""
         attributes = schemes.is_attribute_scheme(scheme)
@@ -154,6 +159,15 @@ class LesionDataset(Dataset):
             wanted = ("train",)  # val is carved out of the official Training folder
         scan = layouts.scan_layout(layout_name, root, wanted)
         official = layout_name in layouts.ISIC_SPLITS or scan.official_splits
+        if official and layout_name != "isic2016" and subset != "all" and self._training_only(layout_name, root):
+            # Many downloads hold only the Training folder: every subset then comes from one seeded
+            # split of it, so train, val and test never share an image.
+            log.info("%s: only the official Training folder is present; subsets are a seeded %s split of it",
+                     root, "/".join(f"{f:g}" for f in fractions))
+            scan = layouts.scan_layout(layout_name, root, ("train",))
+            for record in scan.records:
+                record.split = None
+            official = False
         where = f"the {layout_name} dataset at {root}"
         if not scan.records:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in scan.skipped[:3])
