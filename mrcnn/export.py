@@ -17,9 +17,10 @@ N = DETECTION_MAX_INSTANCES, padded with zeros, sorted by score. A
 SavedModel signature has no default values, so the signature needs
 ``min_confidence``; the restored function ``loaded.serve(images)`` defaults
 it to the run's DETECTION_MIN_CONFIDENCE. Beside it: ``config.json`` (the
-run's config), ``class_names.json`` and ``README.txt``. A second-stage
-classifier, when there is one, goes into the same module as another
-endpoint (``ServingModule`` attribute and signature); none exists yet.
+run's config), ``class_names.json`` and ``README.txt``. The second-stage
+lesion classifier is exported beside it as its own SavedModel
+(skinlesion.export_classifier; ``lesions.py --mode export --classifier``
+writes it to ``out_dir/classifier/``).
 """
 import json
 import os
