@@ -8,6 +8,7 @@
     python lesions.py --mode evaluate [--dataset DIR] [--subset val|test] [--weights ...] [--out DIR]
     python lesions.py --mode evaluate --truth MASK_DIR --predictions MASK_DIR [--out DIR]
     python lesions.py --mode export --weights RUN_OR_CHECKPOINT --out DIR [--format savedmodel|tflite]
+                                    [--classifier CLS_RUN]
     python lesions.py --mode train --model classifier --dataset DIR --classes SCHEME [--segmenter RUN] [--minutes M]
     python lesions.py --mode evaluate --model classifier [--weights CLS_RUN] [--dataset DIR] [--subset test]
     python lesions.py --mode predict --image X --weights SEG_RUN --classifier CLS_RUN [--out DIR]
@@ -84,7 +85,8 @@ def parse_args(argv=None):
                         help="train / evaluate: the Mask R-CNN (default) or the second-stage lesion classifier")
     parser.add_argument("--segmenter", help="--model classifier: Mask R-CNN run for lesion crops (default: centre)")
     parser.add_argument("--classifier", help="predict: a classifier run; probabilities.csv holds its probabilities "
-                                                 "(investigate: adds its criteria and Grad-CAM section)")
+                                                 "(investigate: adds its criteria and Grad-CAM section; "
+                                                 "export: also written as a SavedModel in --out/classifier)")
     return parser.parse_args(argv)
 
 
@@ -294,11 +296,18 @@ def cmd_export(args):
     if weights in (None, "last"):
         weights = find_last_checkpoint(args.logs, name_override(args))
     try:
+        classifier_run = None
+        if args.classifier:  # found before anything is written: a wrong path fails at once
+            from skinlesion.classifier_train import find_classifier_run
+            classifier_run = find_classifier_run(args.classifier)
         written, checkpoint = export_run(weights, args.out, args.format, LesionConfig.parse_overrides(args.config))
+        if classifier_run:
+            from skinlesion.export_classifier import export_classifier
+            written += export_classifier(classifier_run, os.path.join(args.out, "classifier"))[:1]
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UserError(str(err)) from err
     print(f"exported {checkpoint}\n  to {args.out} ({args.format}): "
-          + ", ".join(os.path.basename(p) for p in written))
+          + ", ".join(os.path.relpath(p, args.out) for p in written))
     return 0
 
 

@@ -44,7 +44,7 @@ def build(out_dir):
     from skinlesion import LesionConfig
     keras.utils.set_random_seed(0)
     config = LesionConfig(IMAGES_PER_GPU=1, GPU_COUNT=1, COMPUTE_DTYPE="float32")
-    model = MaskRCNN("inference", config, out_dir, graph_min_confidence=0.0)
+    model = MaskRCNN("inference", config, out_dir)
     favour_foreground(model)
     export_saved_model(model, os.path.join(out_dir, "saved"), config.CLASS_NAMES)
     return model, tf.saved_model.load(os.path.join(out_dir, "saved"))

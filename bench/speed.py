@@ -28,8 +28,9 @@ Every phase runs in the default configuration unless told otherwise: COMPUTE_DTY
 the oneDNN / allocator choices of mrcnn.runtime for its mode (train phases "train", the others
 "predict"); the "_bf16" rows force bfloat16. Each row records the CPU, its flags, whether oneDNN
 was on, the precision used and the share of its CPU time spent in the kernel (system time).
-All weights are random; timings are medians after warm-up. DETECTION_MIN_CONFIDENCE is 0 in
-the graph (as `lesions.py --mode predict` runs it) and the random classifier is biased to
+All weights are random; timings are medians after warm-up. detect() is called with
+min_confidence --min-confidence (default 0, every scored detection, as `lesions.py --mode
+predict` asks for it; the graph always keeps them) and the random classifier is biased to
 foreground (favour_foreground), so the mask head works on the full DETECTION_MAX_INSTANCES like
 the peer's, whose random-weight scores all pass its 0.05 threshold (--natural-detections: no bias). The machine may be shared: compare the ratios of one run, not seconds
 across runs. Targets are reported as pass/fail, never asserted.
@@ -71,7 +72,7 @@ def _setup_child(mode="predict", tensorflow=True):
     keras.utils.set_random_seed(0)
 
 
-def matterport_config(size, images_per_gpu=1, min_confidence=0.0):
+def matterport_config(size, images_per_gpu=1):
     """Matterport's defaults with ResNet-50, 2 classes and a square `size` input."""
     from mrcnn.config import Config
 
@@ -83,18 +84,16 @@ def matterport_config(size, images_per_gpu=1, min_confidence=0.0):
         IMAGES_PER_GPU = images_per_gpu
         IMAGE_MIN_DIM = size
         IMAGE_MAX_DIM = size
-        DETECTION_MIN_CONFIDENCE = min_confidence
         WORKERS = 1
         VERBOSE = 0
 
     return BenchConfig()
 
 
-def lesion_config(size, min_confidence=0.0):
+def lesion_config(size):
     """LesionConfig at `size`, one image per batch (as lesions.py runs inference)."""
     from skinlesion import LesionConfig
-    return LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=1, GPU_COUNT=1,
-                        DETECTION_MIN_CONFIDENCE=min_confidence)
+    return LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=1, GPU_COUNT=1)
 
 
 BF16 = "_bf16"  # config-name suffix: the same settings with COMPUTE_DTYPE = "bfloat16"
@@ -104,9 +103,9 @@ def make_config(spec):
     """The config named by spec["config"]: matterport | lesion, optionally + "_bf16"."""
     name = spec["config"]
     if name.startswith("lesion"):
-        config = lesion_config(spec["size"], spec.get("min_confidence", 0.0))
+        config = lesion_config(spec["size"])
     else:
-        config = matterport_config(spec["size"], min_confidence=spec.get("min_confidence", 0.0))
+        config = matterport_config(spec["size"])
     if name.endswith(BF16):
         config.COMPUTE_DTYPE = "bfloat16"
     return config
@@ -155,17 +154,19 @@ def phase_detect(spec):
         favour_foreground(model)
     build_s = time.perf_counter() - t0
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    threshold = spec.get("min_confidence", 0.0)
     t0 = time.perf_counter()
-    result = model.detect([image])[0]
+    result = model.detect([image], min_confidence=threshold)[0]
     first_s = time.perf_counter() - t0
-    median, times, cores = common.timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
+    median, times, cores = common.timed_median(lambda: model.detect([image], min_confidence=threshold),
+                                               spec["repeats"], warmup=1)
     return {"s_per_image": round(median, 4), "times": times, "cores_busy": cores,
             "build_s": round(build_s, 2), "first_call_s": round(first_s, 2),
             "detections": int(len(result["scores"])), "runtime": model.runtime_settings(),
-            "settings": {k: getattr(config, k) for k in (
+            "settings": {**{k: getattr(config, k) for k in (
                 "BACKBONE", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "DETECTION_MAX_INSTANCES",
-                "DETECTION_MIN_CONFIDENCE", "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE",
-                "NUM_CLASSES", "IMAGES_PER_GPU")}}
+                "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "NUM_CLASSES", "IMAGES_PER_GPU")},
+                "min_confidence": threshold}}
 
 
 def _synthetic_dataset(size, count):
@@ -318,14 +319,13 @@ def isic_folder(cache_dir, count=PREDICT_IMAGES):
 
 
 def inference_model_unthresholded(config):
-    """An inference MaskRCNN whose graph keeps every scored detection; config keeps the user's threshold.
+    """An inference MaskRCNN as lesions.py --mode predict builds it (skinlesion.runs.inference_model_for).
 
-    As lesions.py --mode predict runs it (graph_min_confidence=0): Predictor
-    applies config.DETECTION_MIN_CONFIDENCE after detect().
+    Random weights; its detect() returns every scored detection and
+    Predictor applies config.DETECTION_MIN_CONFIDENCE itself.
     """
-    from mrcnn.model import MaskRCNN
-    return MaskRCNN("inference", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"),
-                    graph_min_confidence=0.0)
+    from skinlesion.runs import inference_model_for
+    return inference_model_for(config, "none", model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
 
 
 class TimedDetect:
@@ -339,10 +339,10 @@ class TimedDetect:
         self.model = model
         self.seconds = []
 
-    def detect(self, images, verbose=0):
-        """model.detect(images, verbose), timed. Returns its list of result dicts."""
+    def detect(self, images, verbose=0, min_confidence=None):
+        """model.detect(images, verbose, min_confidence), timed. Returns its list of result dicts."""
         start = time.perf_counter()
-        results = self.model.detect(images, verbose=verbose)
+        results = self.model.detect(images, verbose=verbose, min_confidence=min_confidence)
         self.seconds.append(time.perf_counter() - start)
         return results
 
@@ -387,6 +387,7 @@ def phase_profile(spec):
     import numpy as np
     import tensorflow as tf
     from mrcnn.model import MaskRCNN
+    from mrcnn.transform import transform_of
     size = spec["size"]
     config = make_config(spec)
     model = MaskRCNN("inference", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
@@ -430,14 +431,16 @@ def phase_profile(spec):
         rows.append({"stage": name, "cumulative_s": round(median, 4), "stage_s": round(median - previous, 4)})
         previous = median
     raw, _, _, _ = model.run_inference([image])
+    threshold = spec.get("min_confidence", 0.0)
+    transform = transform_of(model)
     median_mold, _, _ = common.timed_median(lambda: model.mold_inputs([image]), spec["repeats"])
-    median_unmold, _, _ = common.timed_median(lambda: model.unmold_detections(
-        raw["detections"][0], raw["mrcnn_mask"][0], image.shape, molded[0].shape, windows[0],
-        raw["detection_probs"][0]), spec["repeats"])
-    median_detect, _, _ = common.timed_median(lambda: model.detect([image]), spec["repeats"], warmup=1)
+    median_unmold, _, _ = common.timed_median(lambda: transform.unmold(
+        {k: v[0] for k, v in raw.items()}, image.shape, molded[0].shape, windows[0], threshold), spec["repeats"])
+    median_detect, _, _ = common.timed_median(lambda: model.detect([image], min_confidence=threshold),
+                                              spec["repeats"], warmup=1)
     graph = rows[-1]["cumulative_s"]
     rows.append({"stage": "mold_inputs (numpy)", "stage_s": round(median_mold, 4)})
-    rows.append({"stage": "unmold_detections (numpy)", "stage_s": round(median_unmold, 4)})
+    rows.append({"stage": "unmold (numpy: threshold, unmold_detections)", "stage_s": round(median_unmold, 4)})
     rows.append({"stage": "detect() total", "stage_s": round(median_detect, 4)})
     rows.append({"stage": "detect() - graph - mold - unmold (feed/fetch)",
                  "stage_s": round(median_detect - graph - median_mold - median_unmold, 4)})
@@ -762,7 +765,8 @@ def parse_args(argv):
                    help="steps per epoch of the lesions.py --mode train row (2 epochs; 0 skips it)")
     p.add_argument("--profile", action="store_true", help="also time the sub-graphs of detect at 512")
     p.add_argument("--min-confidence", type=float, default=0.0,
-                   help="DETECTION_MIN_CONFIDENCE in the detect graphs (0: mask head on ~all 100 slots)")
+                   help="detect(min_confidence=) of the detect and profile rows (the graph keeps every scored "
+                        "detection whatever it is; the mask head works on ~all 100 slots)")
     p.add_argument("--natural-detections", action="store_true",
                    help="keep the plain random classifier (few detections) instead of biasing it to "
                         "foreground so the mask head sees ~DETECTION_MAX_INSTANCES boxes, as the peer's does")

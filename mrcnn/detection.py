@@ -3,7 +3,22 @@ import numpy as np
 import tensorflow as tf
 
 from .box_graph import apply_box_deltas_graph, clip_boxes_graph, scale_boxes_graph
+from .images import image_meta_field
 from .precision import Float32Layer
+
+
+def window_norm_graph(image_meta):
+    """The real image's area inside each molded image, normalized: image_meta [B, META] -> [B, 4]."""
+    image_shape = image_meta_field(image_meta, "image_shape")
+    window = image_meta_field(image_meta, "window")
+    h = image_shape[:, 0:1] - 1.0
+    w = image_shape[:, 1:2] - 1.0
+    return (window - tf.constant([0., 0., 1., 1.])) / tf.concat([h, w, h, w], axis=1)
+
+
+def uses_fallback(config):
+    """Whether the graph computes a fallback detection (Config.DETECTION_FALLBACK, an object class to give it)."""
+    return bool(config.DETECTION_FALLBACK and config.NUM_CLASSES > 1)
 
 
 def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=None):
@@ -50,7 +65,7 @@ def refine_detections_graph(rois, probs, deltas, window, config, min_confidence=
                             tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
                             tf.gather(class_scores, keep)[:, None]], axis=1)
     kept_probs = tf.gather(probs, keep)
-    if config.DETECTION_FALLBACK and config.NUM_CLASSES > 1:
+    if uses_fallback(config):
         detections, kept_probs = tf.cond(
             tf.size(keep) > 0, lambda: (detections, kept_probs),
             lambda: best_roi_detection_graph(rois, probs, deltas, window, std))
@@ -99,11 +114,7 @@ class DetectionLayer(Float32Layer):
 
     def call(self, inputs):
         rois, probs, deltas, image_meta = inputs
-        image_shape = image_meta[:, 4:6]
-        window = image_meta[:, 7:11]
-        h = image_shape[:, 0:1] - 1.0
-        w = image_shape[:, 1:2] - 1.0
-        window_norm = (window - tf.constant([0., 0., 1., 1.])) / tf.concat([h, w, h, w], axis=1)
+        window_norm = window_norm_graph(image_meta)
         max_out = self.config.DETECTION_MAX_INSTANCES
         num_classes = self.config.NUM_CLASSES
         detections, det_probs = tf.map_fn(
@@ -120,8 +131,39 @@ class DetectionLayer(Float32Layer):
                 (batch, self.config.DETECTION_MAX_INSTANCES, self.config.NUM_CLASSES)]
 
 
+class FallbackDetection(Float32Layer):
+    """The detection Config.DETECTION_FALLBACK gives an image where nothing passes, for every image.
+
+    Inputs as DetectionLayer. Outputs: fallback_detections [B, 1, 6] (box
+    normalized, class id, score) and fallback_probs [B, 1, C], by
+    best_roi_detection_graph, the rule DetectionLayer's own fallback uses.
+    Computed whatever the threshold, so a threshold applied after the graph
+    (mrcnn.transform) can fall back exactly as a graph built with it would.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+
+    def call(self, inputs):
+        rois, probs, deltas, image_meta = inputs
+        std = tf.constant(np.reshape(self.config.BBOX_STD_DEV, [1, 4]), dtype=tf.float32)
+        num_classes = self.config.NUM_CLASSES
+        detections, det_probs = tf.map_fn(
+            lambda args: best_roi_detection_graph(*args, std), (rois, probs, deltas, window_norm_graph(image_meta)),
+            fn_output_signature=(tf.TensorSpec([1, 6], tf.float32), tf.TensorSpec([1, num_classes], tf.float32)))
+        return [tf.ensure_shape(detections, [None, 1, 6]), tf.ensure_shape(det_probs, [None, 1, num_classes])]
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0][0]
+        return [(batch, 1, 6), (batch, 1, self.config.NUM_CLASSES)]
+
+
 class DetectionBoxes(Float32Layer):
     """detections [B, D, 6] -> boxes [B, K, 4] of the real detections only, for the mask head.
+
+    Input detections, or [detections, fallback_detections [B, 1, 6]]: then
+    the fallback's box comes first, [B, 1 + K, 4].
 
     K is the largest count of real (non-padding) detections in the batch, at
     least 1, so the mask head runs on what was found rather than on D padded
@@ -135,10 +177,13 @@ class DetectionBoxes(Float32Layer):
         super().__init__(**kwargs)
         self.scale = float(scale)
 
-    def call(self, detections):
+    def call(self, inputs):
+        detections = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         real = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)
         count = tf.maximum(tf.reduce_max(real), 1)
         boxes = detections[:, :count, :4]
+        if isinstance(inputs, (list, tuple)):
+            boxes = tf.concat([inputs[1][..., :4], boxes], axis=1)
         return boxes if self.scale == 1.0 else scale_boxes_graph(boxes, self.scale)
 
     def get_config(self):
@@ -147,25 +192,33 @@ class DetectionBoxes(Float32Layer):
         return config
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], None, 4)
+        batch = input_shape[0][0] if isinstance(input_shape, (list, tuple)) and isinstance(
+            input_shape[0], (list, tuple)) else input_shape[0]
+        return (batch, None, 4)
 
 
 class PadDetections(Float32Layer):
-    """masks [B, K, h, w, C] -> [B, D, h, w, C], zero-padded to DETECTION_MAX_INSTANCES."""
+    """Per-detection values [B, skip + K, ...] -> [B, D, ...]: the first ``skip`` dropped, zero-padded to D.
 
-    def __init__(self, max_instances, **kwargs):
+    D = DETECTION_MAX_INSTANCES. For the mask head's masks [.., h, w, C] and
+    boxes [.., 4]; skip 1 drops the fallback's slot (DetectionBoxes).
+    """
+
+    def __init__(self, max_instances, skip=0, **kwargs):
         super().__init__(**kwargs)
         self.max_instances = int(max_instances)
+        self.skip = int(skip)
 
-    def call(self, masks):
-        pad = self.max_instances - tf.shape(masks)[1]
-        padded = tf.pad(masks, [(0, 0), (0, pad), (0, 0), (0, 0), (0, 0)])
-        return tf.ensure_shape(padded, [None, self.max_instances] + list(masks.shape[2:]))
+    def call(self, values):
+        values = values[:, self.skip:]
+        pad = self.max_instances - tf.shape(values)[1]
+        padded = tf.pad(values, [(0, 0), (0, pad)] + [(0, 0)] * (values.shape.rank - 2))
+        return tf.ensure_shape(padded, [None, self.max_instances] + list(values.shape[2:]))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.max_instances) + tuple(input_shape[2:])
 
     def get_config(self):
         config = super().get_config()
-        config.update(max_instances=self.max_instances)
+        config.update(max_instances=self.max_instances, skip=self.skip)
         return config

@@ -17,9 +17,10 @@ N = DETECTION_MAX_INSTANCES, padded with zeros, sorted by score. A
 SavedModel signature has no default values, so the signature needs
 ``min_confidence``; the restored function ``loaded.serve(images)`` defaults
 it to the run's DETECTION_MIN_CONFIDENCE. Beside it: ``config.json`` (the
-run's config), ``class_names.json`` and ``README.txt``. A second-stage
-classifier, when there is one, goes into the same module as another
-endpoint (``ServingModule`` attribute and signature); none exists yet.
+run's config), ``class_names.json`` and ``README.txt``. The second-stage
+lesion classifier is exported beside it as its own SavedModel
+(skinlesion.export_classifier; ``lesions.py --mode export --classifier``
+writes it to ``out_dir/classifier/``).
 """
 import json
 import os
@@ -58,14 +59,16 @@ def check_exportable(model):
     """Raise ValueError naming the setting when ``model`` (a MaskRCNN) cannot be exported as it is.
 
     It must be an inference model whose graph keeps every scored detection
-    (graph_min_confidence=0: the threshold is a runtime input) and runs in
-    float32 (the export is float32 whatever the run trained in).
+    (the default; not a graph_min_confidence floor above 0: the threshold is
+    a runtime input) and runs in float32 (the export is float32 whatever the
+    run trained in).
     """
     if model.mode != "inference":
         raise ValueError("export needs MaskRCNN('inference', ...), not a training model")
-    if model._graph_min_confidence != 0.0:
-        raise ValueError("export needs MaskRCNN(..., graph_min_confidence=0.0): min_confidence is a runtime "
-                         "input and the graph must keep every scored detection")
+    if model._graph_min_confidence not in (None, 0.0):
+        raise ValueError(f"export needs a graph that keeps every scored detection: build the MaskRCNN without "
+                         f"graph_min_confidence (it is {model._graph_min_confidence}); min_confidence is a "
+                         f"runtime input")
     if resolve_compute_dtype(model.config.COMPUTE_DTYPE) != "float32":
         raise ValueError(f"Config.COMPUTE_DTYPE: export is float32; build the model with "
                          f"COMPUTE_DTYPE='float32' (it is {model.config.COMPUTE_DTYPE!r})")

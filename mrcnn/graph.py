@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from . import anchors as anchors_lib
 from .backbone import build_backbone
-from .detection import DetectionBoxes, DetectionLayer, PadDetections
+from .detection import DetectionBoxes, DetectionLayer, FallbackDetection, PadDetections, uses_fallback
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .precision import Float32Layer, compute_dtype_scope
 from .proposals import ProposalLayer
@@ -127,10 +127,14 @@ def build_graph(mode, config, min_confidence=None):
     the RPN and head outputs with their targets (mrcnn.training computes the
     losses). Inference inputs: input_image [B, H, W, 3], input_image_meta
     [B, META], input_anchors [B, A, 4] (normalized); outputs detections
-    [B, N, 6], detection_probs [B, N, C], mrcnn_mask [B, N, 28, 28, C'] and
-    the intermediate RPN / head outputs.
-    min_confidence: the detection score threshold built into the graph
-    (default config.DETECTION_MIN_CONFIDENCE; 0 keeps every scored detection).
+    [B, N, 6], detection_probs [B, N, C], mrcnn_mask [B, N, 28, 28, C'],
+    mask_boxes [B, N, 4] (normalized: the boxes the mask head saw, into which
+    its masks are pasted), the intermediate RPN / head outputs and, with
+    Config.DETECTION_FALLBACK, fallback_detections [B, 1, 6], fallback_probs
+    [B, 1, C], fallback_mask [B, 1, 28, 28, C'], fallback_mask_boxes [B, 1, 4]
+    (the detection to return when nothing passes the threshold).
+    min_confidence: a score floor built into the graph (default 0: every
+    scored detection is kept and mrcnn.transform applies the threshold).
     """
     with compute_dtype_scope(config.COMPUTE_DTYPE):
         return _build(mode, config, min_confidence)
@@ -214,14 +218,30 @@ def _build(mode, config, min_confidence):
     num_rois = config.POST_NMS_ROIS_INFERENCE
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rpn_rois, mrcnn_feature_maps, num_rois, config)
-    detections, detection_probs = DetectionLayer(config, min_confidence=min_confidence, name="mrcnn_detection")(
+    # The threshold is applied after the graph (mrcnn.transform): by default it keeps every scored detection.
+    detections, detection_probs = DetectionLayer(
+        config, min_confidence=0.0 if min_confidence is None else min_confidence, name="mrcnn_detection")(
         [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
-    detection_boxes = DetectionBoxes(config.DETECTION_MASK_BOX_SCALE, name="detection_boxes")(detections)
-    mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, None, config)
-    mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
+    fallback = uses_fallback(config)
+    box_inputs = detections
+    if fallback:
+        fallback_detections, fallback_probs = FallbackDetection(config, name="mrcnn_fallback")(
+            [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+        box_inputs = [detections, fallback_detections]
+    # The boxes the mask head sees (grown by DETECTION_MASK_BOX_SCALE; the fallback's first):
+    # an output, so the masks are pasted back into exactly these.
+    detection_boxes = DetectionBoxes(config.DETECTION_MASK_BOX_SCALE, name="detection_boxes")(box_inputs)
+    masks = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, None, config)
+    skip = 1 if fallback else 0
+    mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, skip, name="mrcnn_mask_padded")(masks)
+    mask_boxes = PadDetections(config.DETECTION_MAX_INSTANCES, skip, name="mask_boxes")(detection_boxes)
     inputs = {"input_image": input_image, "input_image_meta": input_image_meta,
               "input_anchors": input_anchors}
     outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,
                "mrcnn_mask": mrcnn_mask, "rpn_rois": rpn_rois, "rpn_class": rpn_class,
-               "rpn_bbox": rpn_bbox, "detection_probs": detection_probs}
+               "rpn_bbox": rpn_bbox, "detection_probs": detection_probs, "mask_boxes": mask_boxes}
+    if fallback:
+        outputs.update(fallback_detections=fallback_detections, fallback_probs=fallback_probs,
+                       fallback_mask=SliceROIs(1, name="fallback_mask")(masks),
+                       fallback_mask_boxes=SliceROIs(1, name="fallback_mask_boxes")(detection_boxes))
     return keras.Model(inputs, outputs, name="mask_rcnn")

@@ -215,26 +215,59 @@ def unmold_image(normalized_images, config):
     return np.clip(np.round(normalized_images + config.MEAN_PIXEL), 0, 255).astype(np.uint8)
 
 
+# The image meta vector, field by field: (name, length); active_class_ids takes
+# the rest (NUM_CLASSES). Read fields with image_meta_field, never by position.
+IMAGE_META_FIELDS = (("image_id", 1), ("original_image_shape", 3), ("image_shape", 3), ("window", 4),
+                     ("scale", 1), ("active_class_ids", None))
+
+
+def image_meta_slices():
+    """{field name: slice of the meta vector} for IMAGE_META_FIELDS (the last field runs to the end)."""
+    slices, start = {}, 0
+    for name, length in IMAGE_META_FIELDS:
+        slices[name] = slice(start, None if length is None else start + length)
+        start += length or 0
+    return slices
+
+
+def image_meta_field(meta, name):
+    """One named field of image metas: meta [..., META] (numpy array or tf tensor) -> [..., length].
+
+    Works on both because it only slices the last axis; scalar fields
+    (image_id, scale) keep a last axis of length 1.
+    """
+    try:
+        where = image_meta_slices()[name]
+    except KeyError:
+        raise KeyError(f"image meta has no field {name!r}; fields: "
+                       f"{', '.join(n for n, _ in IMAGE_META_FIELDS)}") from None
+    return meta[..., where]
+
+
 def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids):
-    """Pack per-image attributes into one float vector.
+    """Pack per-image attributes into one float vector (layout: IMAGE_META_FIELDS).
 
     Returns: float32 [1 + 3 + 3 + 4 + 1 + NUM_CLASSES] =
         image_id, original (H, W, C), resized (H, W, C), window (y1, x1, y2, x2),
         scale, active class ids (1 for classes the image's source has).
     """
-    return np.array([image_id] + list(original_image_shape) + list(image_shape) + list(window)
-                    + [scale] + list(active_class_ids), dtype=np.float32)
+    values = {"image_id": [image_id], "original_image_shape": list(original_image_shape),
+              "image_shape": list(image_shape), "window": list(window), "scale": [scale],
+              "active_class_ids": list(active_class_ids)}
+    return np.array([v for name, _ in IMAGE_META_FIELDS for v in values[name]], dtype=np.float32)
 
 
 def parse_image_meta(meta):
-    """Unpack image meta vectors [batch, meta_size] into a dict of numpy arrays."""
-    meta = np.asarray(meta)
-    return {
-        "image_id": meta[:, 0].astype(np.int32),
-        "original_image_shape": meta[:, 1:4].astype(np.int32),
-        "image_shape": meta[:, 4:7].astype(np.int32),
-        "window": meta[:, 7:11].astype(np.int32),
-        "scale": meta[:, 11].astype(np.float32),
-        "active_class_ids": meta[:, 12:].astype(np.int32),
-    }
+    """Unpack image meta vectors [batch, META] into a dict of numpy arrays by field name.
 
+    image_id int32 [batch], original_image_shape / image_shape int32 [batch, 3],
+    window int32 [batch, 4], scale float32 [batch], active_class_ids int32 [batch, C].
+    """
+    meta = np.asarray(meta)
+    parsed = {}
+    for name, _ in IMAGE_META_FIELDS:
+        value = image_meta_field(meta, name)
+        if name in ("image_id", "scale"):
+            value = value[..., 0]
+        parsed[name] = value.astype(np.float32 if name == "scale" else np.int32)
+    return parsed

@@ -16,17 +16,15 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from . import anchors as anchors_lib
 from . import runs
 from . import runtime
 from . import training as training_lib
-from .boxes import denorm_boxes, norm_boxes, scale_boxes
 from .config import Config
 from .data import DataGenerator, build_rpn_targets, load_image_gt  # noqa: F401  (Matterport API)
 from .graph import build_graph
-from .images import compose_image_meta, mold_image, resize_image, unmold_mask
 from .runs import find_last_checkpoint  # noqa: F401  (was defined here)
 from .training import MaskRCNNTrainer, csv_header_has as _csv_header_has  # noqa: F401
+from .transform import transform_of
 
 logger = logging.getLogger(__name__)
 
@@ -259,65 +257,28 @@ class MaskRCNN:
 
     # ------------------------------------------------------------- inference
     def mold_inputs(self, images):
-        """Resize and normalise images for the model.
+        """Resize and normalise images for the model (mrcnn.transform.InferenceTransform.mold).
 
         images: list of uint8 [H, W, 3]. Returns: molded_images float32
         [N, h, w, 3], image_metas [N, META], windows int [N, 4].
         """
-        molded_images, image_metas, windows = [], [], []
-        for image in images:
-            molded, window, scale, _, _ = resize_image(
-                image, min_dim=self.config.IMAGE_MIN_DIM, min_scale=self.config.IMAGE_MIN_SCALE,
-                max_dim=self.config.IMAGE_MAX_DIM, mode=self.config.IMAGE_RESIZE_MODE)
-            image_metas.append(compose_image_meta(0, image.shape, molded.shape, window, scale,
-                                                  np.zeros([self.config.NUM_CLASSES], dtype=np.int32)))
-            molded_images.append(mold_image(molded, self.config))
-            windows.append(window)
-        return np.stack(molded_images), np.stack(image_metas), np.array(windows)
+        return transform_of(self).mold(images)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window,
-                          probs=None):
-        """Detections of one image in original-image pixels with full-size masks.
+                          probs=None, mask_boxes=None):
+        """Detections of one image in original-image pixels with full-size masks (InferenceTransform.unmold_detections).
 
         detections: [D, 6] normalized boxes; mrcnn_mask: [D, h, w, C];
-        probs: [D, C] or None. Returns: boxes int32 [N, 4], class_ids [N],
-        scores [N], masks bool [H, W, N], probs [N, C].
+        probs: [D, C] or None; mask_boxes: [D, 4] the graph's mask_boxes (None:
+        grown here by DETECTION_MASK_BOX_SCALE). Returns: boxes int32 [N, 4],
+        class_ids [N], scores [N], masks bool [H, W, N], probs [N, C].
         """
-        zero_ix = np.where(detections[:, 4] == 0)[0]
-        count = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
-        boxes = detections[:count, :4]
-        class_ids = detections[:count, 4].astype(np.int32)
-        scores = detections[:count, 5]
-        masks = mrcnn_mask[np.arange(count), :, :, class_ids]
-        det_probs = probs[:count] if probs is not None else np.zeros((count, self.config.NUM_CLASSES))
-        # The mask head saw the boxes DetectionBoxes gave it (grown by
-        # DETECTION_MASK_BOX_SCALE): its masks are pasted back into those.
-        mask_boxes = boxes
-        if self.config.DETECTION_MASK_BOX_SCALE != 1.0:
-            mask_boxes = scale_boxes(boxes, self.config.DETECTION_MASK_BOX_SCALE)
-        window = norm_boxes(np.array(window), image_shape[:2])
-        wy1, wx1, wy2, wx2 = window
-        shift = np.array([wy1, wx1, wy1, wx1])
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-
-        def to_original(normalized):  # molded-image normalized boxes -> original-image pixels
-            return denorm_boxes(np.divide(normalized - shift, scale), original_image_shape[:2])
-
-        boxes, mask_boxes = to_original(boxes), to_original(mask_boxes)
-        keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
-        boxes, mask_boxes, class_ids, scores, masks, det_probs = (
-            boxes[keep], mask_boxes[keep], class_ids[keep], scores[keep], masks[keep], det_probs[keep])
-        full_masks = [unmold_mask(masks[i], mask_boxes[i], original_image_shape,
-                                  self.config.DETECTION_MASK_THRESHOLD) for i in range(len(keep))]
-        if full_masks:
-            full_masks = np.stack(full_masks, axis=-1)
-        else:
-            full_masks = np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool)
-        return boxes, class_ids, scores, full_masks, det_probs
+        return transform_of(self).unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
+                                                    window, probs, mask_boxes)
 
     def get_anchors(self, image_shape):
         """Normalized pyramid anchors for a molded image shape: float32 [A, 4]."""
-        return anchors_lib.get_anchors(self.config, image_shape, normalized=True)
+        return transform_of(self).anchors(image_shape)
 
     def _predict(self, molded_images, image_metas, anchors):
         """Run the inference graph (compiled once, reused across calls). Returns numpy dict."""
@@ -334,19 +295,25 @@ class MaskRCNN:
 
     def run_inference(self, images):
         """Mold images and run the inference graph; returns (raw outputs dict, metas, windows)."""
-        molded, metas, windows = self.mold_inputs(images)
-        anchors = self.get_anchors(molded[0].shape)
-        anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
+        transform = transform_of(self)
+        molded, metas, windows = transform.mold(images)
+        anchors = transform.anchors(molded[0].shape, len(images))
         return self._predict(molded, metas, anchors), molded, metas, windows
 
-    def detect(self, images, verbose=0):
+    def detect(self, images, verbose=0, min_confidence=None):
         """Detect instances in a list of RGB images (any count; run BATCH_SIZE at a time).
 
+        min_confidence: keep detections scored above it (None: the model's
+        default, config.DETECTION_MIN_CONFIDENCE as Matterport, or the
+        graph_min_confidence it was built with; 0.0: every scored detection).
+        The graph keeps every scored detection and the threshold is applied
+        after it (mrcnn.transform says why that equals a graph built with it).
         Returns one dict per image: rois int32 [N, (y1, x1, y2, x2)] in original
         pixels, class_ids int32 [N], scores float [N], masks bool [H, W, N],
         probs float [N, NUM_CLASSES] (the full class softmax of each detection).
         """
         assert self.mode == "inference", "Create model in inference mode."
+        transform = transform_of(self)
         results = []
         batch = max(1, self.config.BATCH_SIZE)
         for start in range(0, len(images), batch):
@@ -356,11 +323,8 @@ class MaskRCNN:
                     log("image", image)
             out, molded, metas, windows = self.run_inference(chunk)
             for i, image in enumerate(chunk):
-                rois, class_ids, scores, masks, probs = self.unmold_detections(
-                    out["detections"][i], out["mrcnn_mask"][i], image.shape, molded[i].shape,
-                    windows[i], out["detection_probs"][i])
-                results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                                "masks": masks, "probs": probs})
+                results.append(transform.unmold({key: value[i] for key, value in out.items()}, image.shape,
+                                                molded[i].shape, windows[i], min_confidence))
         return results
 
     def run_graph(self, images, outputs):
@@ -375,8 +339,7 @@ class MaskRCNN:
             # One sub-model over every requested layer: the graph runs once more, not once per layer.
             sub = keras.Model(self.keras_model.inputs,
                               [self.keras_model.get_layer(key).output for _, key in layer_outputs])
-            anchors = self.get_anchors(molded[0].shape)
-            anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
+            anchors = transform_of(self).anchors(molded[0].shape, len(images))
             values = sub({"input_image": molded, "input_image_meta": metas, "input_anchors": anchors})
             if len(layer_outputs) == 1:
                 values = [values]

@@ -12,6 +12,7 @@ from . import losses as L
 from .callbacks import (AtomicCheckpoint, DecayProgress, EpochInProgress, EpochSummary,  # noqa: F401
                         LearningRateLog, NaNGuard, QuietTensorBoard, TimeBudget, csv_header_has,
                         fit_callbacks, variables_to_numpy_quietly)
+from .images import image_meta_field
 from .learning_rates import CosineDecaySchedule, WarmupSchedule, learning_rate  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class MaskRCNNTrainer(keras.Model):
         """Forward pass and losses. Returns (total scalar, {loss name: scalar})."""
         cfg = self.config
         out = self.net({k: inputs[k] for k in self.input_keys}, training=training)
-        active_class_ids = inputs["input_image_meta"][:, 12:]
+        active_class_ids = image_meta_field(inputs["input_image_meta"], "active_class_ids")
         rois = out["output_rois"]
         valid_rois = tf.reduce_sum(tf.abs(rois), axis=-1) > 0
         parts = {

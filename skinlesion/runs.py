@@ -77,9 +77,11 @@ def inference_model_for(config, weights="path", weights_path=None, model_dir="lo
     weights: "path" (one of our checkpoints, loaded by name), "coco" /
     "imagenet" (pretrained, downloaded when a network is there; RuntimeError
     naming the URL offline) or "none" (random weights, for testing the
-    pipeline). The graph keeps every scored detection (see load_model).
+    pipeline). Its detect() returns every scored detection by default (see load_model).
     """
     from mrcnn.model import MaskRCNN
+    # graph_min_confidence=0: the default threshold of this model's detect(); its
+    # users (Predictor, the classifier's crops, the report) apply the run's own.
     model = MaskRCNN("inference", config, model_dir, graph_min_confidence=0.0)
     if weights in ("coco", "imagenet"):
         load_pretrained(model, weights)
@@ -96,9 +98,10 @@ def load_model(run, classes=None, model_dir=None, **overrides):
 
     run: a checkpoint, a run folder or a logs folder (mrcnn.runs.resolve_checkpoint).
     overrides: Config fields for inference (DETECTION_MIN_CONFIDENCE, ...).
-    The graph keeps every scored detection; skinlesion.inference applies
-    config.DETECTION_MIN_CONFIDENCE afterwards, so the best detection can
-    still be used (flagged low_confidence) when none passes it.
+    Its detect() returns every scored detection (min_confidence 0 by
+    default); skinlesion.inference applies config.DETECTION_MIN_CONFIDENCE
+    afterwards, so the best detection can still be used (flagged
+    low_confidence) when none passes it.
     Raises FileNotFoundError naming the path when it holds no checkpoint.
     """
     checkpoint = mrcnn_runs.resolve_checkpoint(run)
@@ -200,7 +203,7 @@ def export_run(run, out_dir, fmt="savedmodel", overrides=None):
     overrides = {**(overrides or {}), "COMPUTE_DTYPE": "float32"}
     try:
         # Strict loading (unlike load_model's by name): an export must hold every trained layer.
-        model, _ = MaskRCNN.from_run(checkpoint, LesionConfig, graph_min_confidence=0.0, **overrides)
+        model, _ = MaskRCNN.from_run(checkpoint, LesionConfig, **overrides)
     except FileNotFoundError:
         raise
     except OSError as err:  # h5py: not an HDF5 file (truncated or corrupt)

@@ -28,9 +28,9 @@ TINY = dict(IMAGE_MAX_DIM=64, IMAGE_MIN_DIM=64, RPN_ANCHOR_SCALES=(8, 16, 32, 64
 # (bilinear, bit-exact at any factor).
 SIZES = ((50, 64), (100, 128), (30, 41))
 
-# Runs in `python -I` from a folder outside the repository; mrcnn is installed
-# in the venv (editable), so importing it is blocked outright.
-LOADER = textwrap.dedent("""
+# Loaders run in `python -I` from a folder outside the repository; mrcnn is
+# installed in the venv (editable), so importing it is blocked outright.
+BLOCK_PROJECT = textwrap.dedent("""
     import importlib.abc, json, sys
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -40,6 +40,8 @@ LOADER = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     export_dir, inputs, output = sys.argv[1:4]
+""")
+LOADER = BLOCK_PROJECT + textwrap.dedent("""
     data = np.load(inputs)
     loaded = tf.saved_model.load(export_dir)
     serving = loaded.signatures["serving_default"]
