@@ -162,13 +162,18 @@ def cmd_train(args):
     try:
         model = train_run(config, train_set, val_set, args.logs, weights_kind, weights_path, saved,
                           args.epochs_heads, args.epochs_all, args.minutes, args.augment,
-                          demo=not args.dataset, on_model=holder.setdefault)
+                          demo=not args.dataset, on_model=holder.setdefault, seed=args.seed)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the epoch in progress was saved in {holder['model'].log_dir}; "
               f"resume with --weights last", file=sys.stderr)
         return 130
     except (FloatingPointError, RuntimeError, ValueError) as err:
         raise UserError(str(err)) from err
+    from mrcnn import distribute
+    if not distribute.is_chief():
+        print(f"trained: worker {distribute.task_index()} of {distribute.num_workers()}; "
+              f"the chief (worker 0) wrote the run {os.path.basename(model.log_dir)}")
+        return 0
     last = find_last_checkpoint(args.logs, config.NAME)
     print(f"trained: run {model.log_dir}\n  checkpoint {last}\n  losses {os.path.join(model.log_dir, 'losses.csv')}")
     return 0
@@ -319,6 +324,21 @@ def cmd_classifier(args):
 
 
 # ---------------------------------------------------------------------- main
+def start_workers():
+    """Create the multi-worker strategy when TF_CONFIG names several workers, before any TensorFlow op.
+
+    Returns None, or an error message (printed) when TF_CONFIG cannot be used.
+    """
+    from mrcnn import distribute
+    try:
+        if distribute.is_multi_worker():
+            distribute.multi_worker_strategy()
+    except (ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return str(err)
+    return None
+
+
 def main(argv=None):
     args = parse_args(argv)
     # Before anything imports TensorFlow: oneDNN per mode, the allocator (mrcnn.runtime).
@@ -326,6 +346,8 @@ def main(argv=None):
     runtime.configure(args.mode)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
+    if args.mode == "train" and args.model == "maskrcnn" and start_workers() is not None:
+        return 2
     if args.mode not in MODES:
         print(f"error: --mode {args.mode!r} is not a mode; use one of {', '.join(MODES)}", file=sys.stderr)
         return 2

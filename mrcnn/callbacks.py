@@ -25,19 +25,26 @@ class DecayProgress(keras.callbacks.Callback):
 
     total_steps: steps of this train() call; deadline: a time.monotonic()
     deadline (a TimeBudget's) or None. With a deadline the rate reaches its
-    floor when the time runs out, however many steps fit.
+    floor when the time runs out, however many steps fit. clock: the
+    function the deadline is read against (default time.monotonic; the
+    chief's clock under several workers, mrcnn.distribute.AgreedClock).
     """
 
-    def __init__(self, schedule, total_steps, deadline=None):
+    def __init__(self, schedule, total_steps, deadline=None, clock=None):
         super().__init__()
         self.schedule = schedule
         self.total_steps = max(1, int(total_steps))
         self.deadline = deadline
+        self.clock = clock
         self.start = None
         self.steps_done = 0
 
+    def now(self):
+        """The clock's reading (time.monotonic() unless a clock was given)."""
+        return self.clock() if self.clock is not None else time.monotonic()
+
     def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
+        self.start = self.now()
         self.steps_done = 0
         self.schedule.progress.assign(0.0)
 
@@ -45,7 +52,7 @@ class DecayProgress(keras.callbacks.Callback):
         """Progress in [0, 1] after self.steps_done steps of this call."""
         done = self.steps_done / self.total_steps
         if self.deadline is not None and self.deadline > self.start:
-            done = max(done, (time.monotonic() - self.start) / (self.deadline - self.start))
+            done = max(done, (self.now() - self.start) / (self.deadline - self.start))
         return min(1.0, done)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -81,17 +88,21 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Save the weights at each epoch end, written to a temporary name then renamed.
 
     A kill in mid-write leaves only the temporary file, which find_last() ignores.
-    ``path_template`` holds ``{epoch:04d}`` (1-based epoch number).
+    ``path_template`` holds ``{epoch:04d}`` (1-based epoch number). write:
+    False on the workers other than the chief, which only count the epochs.
     """
 
-    def __init__(self, net, path_template):
+    def __init__(self, net, path_template, write=True):
         super().__init__()
         self.net = net
         self.path_template = path_template
+        self.write = write
         self.last_epoch_done = None
 
     def save(self, epoch):
         path = self.path_template.format(epoch=epoch)
+        if not self.write:
+            return path
         directory, name = os.path.split(path)
         tmp = os.path.join(directory, ".tmp_" + name)
         with variables_to_numpy_quietly():
@@ -102,7 +113,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         path = self.save(epoch + 1)
         self.last_epoch_done = epoch + 1
-        log.info("saved checkpoint %s", path)
+        if self.write:
+            log.info("saved checkpoint %s", path)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -187,22 +199,29 @@ class TimeBudget(keras.callbacks.Callback):
     Checked after every step; the epoch in progress ends early, so its
     checkpoint and logs are still written (Keras calls on_epoch_end), and the
     run can be resumed. ``stopped_at`` is (epoch, step) when it fired.
+    clock: the function the deadline is read against (default
+    time.monotonic; under several workers the chief's, so all stop together).
     """
 
-    def __init__(self, deadline):
+    def __init__(self, deadline, clock=None):
         super().__init__()
         self.deadline = float(deadline)
+        self.clock = clock
         self.stopped_at = None
         self._epoch = 0
 
+    def now(self):
+        """The clock's reading (time.monotonic() unless a clock was given)."""
+        return self.clock() if self.clock is not None else time.monotonic()
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
-        if time.monotonic() >= self.deadline:
+        if self.now() >= self.deadline:
             self.stopped_at = (self._epoch, 0)
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.stopped_at is None and time.monotonic() >= self.deadline:
+        if self.stopped_at is None and self.now() >= self.deadline:
             self.stopped_at = (self._epoch, batch + 1)
             log.info("time budget reached in epoch %d after step %d: finishing the epoch here",
                      self._epoch, batch + 1)
@@ -220,28 +239,30 @@ class EpochInProgress(keras.callbacks.Callback):
         self.epoch = epoch + 1
 
 
-def fit_callbacks(net, checkpoint_path, log_dir, rate, total_steps, custom_callbacks=None, start_epoch=0):
+def fit_callbacks(net, checkpoint_path, log_dir, rate, total_steps, custom_callbacks=None, start_epoch=0,
+                  write=True):
     """The callbacks of one MaskRCNN.train() call: (callbacks, checkpoint, nan_guard, progress).
 
     losses.csv (with a learning_rate column, except in a file begun without
     it: a run resumed from an older version keeps its columns), TensorBoard,
     atomic checkpoints, the NaN guard, the epoch summary, the caller's own,
     and for a cosine rate the decay progress over ``total_steps`` steps or
-    to the earliest TimeBudget deadline among the callbacks.
+    to the earliest TimeBudget deadline among the callbacks (on that
+    budget's clock). write: False on a worker other than the chief, which
+    writes no file (no losses.csv, TensorBoard or checkpoint).
     """
-    checkpoint = AtomicCheckpoint(net, checkpoint_path)
+    checkpoint = AtomicCheckpoint(net, checkpoint_path, write=write)
     nan_guard = NaNGuard()
     progress = EpochInProgress(start_epoch)
     csv_path = os.path.join(log_dir, "losses.csv")
-    rate_log = [LearningRateLog(rate)] if csv_header_has(csv_path, "learning_rate") else []
-    callbacks = rate_log + [
-        QuietTensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
-        keras.callbacks.CSVLogger(csv_path, append=True),
-        checkpoint, nan_guard, EpochSummary(),
-    ] + list(custom_callbacks or [])
+    rate_log = [LearningRateLog(rate)] if not write or csv_header_has(csv_path, "learning_rate") else []
+    writers = [QuietTensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
+               keras.callbacks.CSVLogger(csv_path, append=True)] if write else []
+    callbacks = rate_log + writers + [checkpoint, nan_guard, EpochSummary()] + list(custom_callbacks or [])
     if isinstance(rate, CosineDecaySchedule):
-        deadlines = [c.deadline for c in callbacks if isinstance(c, TimeBudget)]
-        callbacks.append(DecayProgress(rate, total_steps, min(deadlines) if deadlines else None))
+        budgets = sorted((c for c in callbacks if isinstance(c, TimeBudget)), key=lambda c: c.deadline)
+        callbacks.append(DecayProgress(rate, total_steps, budgets[0].deadline if budgets else None,
+                                       clock=budgets[0].clock if budgets else None))
     return callbacks + [progress], checkpoint, nan_guard, progress
 
 

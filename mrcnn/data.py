@@ -131,10 +131,13 @@ class DataGenerator(keras.utils.PyDataset):
     input_gt_class_ids [B, MAX_GT], input_gt_boxes [B, MAX_GT, 4] pixels,
     input_gt_masks [B, h, w, MAX_GT].
     Images that fail to load are skipped (one log line each) and replaced.
+    batch_size: images per item (default config.BATCH_SIZE; mrcnn.distribute
+    asks for one replica's IMAGES_PER_GPU). ``last_batch_ids`` holds the
+    image ids of the item built last.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, steps=None,
-                 workers=None, use_multiprocessing=False, seed=None):
+                 workers=None, use_multiprocessing=False, seed=None, batch_size=None):
         super().__init__(workers=config.WORKERS if workers is None else workers,
                          use_multiprocessing=use_multiprocessing, max_queue_size=8)
         self.dataset = dataset
@@ -142,6 +145,8 @@ class DataGenerator(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.augmentation = augmentation
         self.steps = steps
+        self.batch_size = int(batch_size or config.BATCH_SIZE)
+        self.last_batch_ids = []
         self.image_ids = np.copy(dataset.image_ids)
         if len(self.image_ids) == 0:
             raise ValueError("the training dataset holds no images; check the dataset path and subset")
@@ -161,7 +166,7 @@ class DataGenerator(keras.utils.PyDataset):
     def __len__(self):
         if self.steps:
             return int(self.steps)
-        return int(np.ceil(len(self.image_ids) / self.config.BATCH_SIZE))
+        return int(np.ceil(len(self.image_ids) / self.batch_size))
 
     def on_epoch_end(self):
         self.order = self._new_order()
@@ -183,12 +188,13 @@ class DataGenerator(keras.utils.PyDataset):
         rpn_match, rpn_bbox = build_rpn_targets(image.shape, self.anchors, class_ids, boxes, self.config)
         return image, meta, class_ids, boxes, masks, rpn_match, rpn_bbox
 
-    def __getitem__(self, index):
+    def empty_batch(self):
+        """One item of zeros: the dict of arrays __getitem__ fills (shapes in the class docstring)."""
         cfg = self.config
-        batch = cfg.BATCH_SIZE
+        batch = self.batch_size
         max_gt = cfg.MAX_GT_INSTANCES
         mask_shape = tuple(cfg.MINI_MASK_SHAPE) if cfg.USE_MINI_MASK else tuple(cfg.IMAGE_SHAPE[:2])
-        out = {
+        return {
             "input_image": np.zeros((batch,) + tuple(cfg.IMAGE_SHAPE), np.float32),
             "input_image_meta": np.zeros((batch, cfg.IMAGE_META_SIZE), np.float32),
             "input_rpn_match": np.zeros((batch, self.anchors.shape[0], 1), np.int32),
@@ -197,6 +203,13 @@ class DataGenerator(keras.utils.PyDataset):
             "input_gt_boxes": np.zeros((batch, max_gt, 4), np.float32),
             "input_gt_masks": np.zeros((batch,) + mask_shape + (max_gt,), np.float32),
         }
+
+    def __getitem__(self, index):
+        cfg = self.config
+        batch = self.batch_size
+        max_gt = cfg.MAX_GT_INSTANCES
+        out = self.empty_batch()
+        ids = []
         position = index * batch
         filled = 0
         attempts = 0
@@ -224,5 +237,7 @@ class DataGenerator(keras.utils.PyDataset):
             out["input_gt_class_ids"][filled, :count] = class_ids
             out["input_gt_boxes"][filled, :count] = boxes
             out["input_gt_masks"][filled, :, :, :count] = masks
+            ids.append(image_id)
             filled += 1
+        self.last_batch_ids = ids
         return out

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from . import distribute
 from . import runs
 from . import runtime
 from . import training as training_lib
@@ -55,10 +56,12 @@ class MaskRCNN:
     def __init__(self, mode, config, model_dir, graph_min_confidence=None):
         """mode: "training" or "inference"; model_dir: where runs and checkpoints go.
 
-        graph_min_confidence: the detection score threshold built into the
-        inference graph (default config.DETECTION_MIN_CONFIDENCE, as
-        Matterport; 0 keeps every scored detection for a caller that applies
-        its own threshold afterwards). The config is never changed.
+        graph_min_confidence: a score floor built into the inference graph
+        (default 0: every scored detection is kept) and detect()'s default
+        threshold when given; otherwise detect() thresholds at
+        config.DETECTION_MIN_CONFIDENCE (or its min_confidence argument)
+        after the graph, which gives the same detections as a graph built
+        with that threshold (mrcnn.transform). The config is never changed.
         """
         if mode not in ("training", "inference"):
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
@@ -69,12 +72,11 @@ class MaskRCNN:
         self.epoch = 0
         self.log_dir = None
         self.checkpoint_path = None
-        self.strategy = None
-        if mode == "training" and config.GPU_COUNT > 1:
-            self.strategy = training_lib.mirrored_strategy(config.GPU_COUNT)
-            with self.strategy.scope():
-                self.keras_model = self.build(mode, config)
-        else:
+        # Several workers under TF_CONFIG, or GPU_COUNT > 1: a strategy (mrcnn.distribute).
+        self.strategy = distribute.training_strategy(config) if mode == "training" else None
+        self.clock = distribute.clock_for(self.strategy)  # None: time.monotonic
+        self.shuffle_seed = None  # an int: seeded shards of the image ids each epoch, as several workers
+        with self.strategy.scope() if self.strategy else contextlib.nullcontext():
             self.keras_model = self.build(mode, config)
         self._predict_fn = None
         self.set_log_dir()
@@ -148,6 +150,8 @@ class MaskRCNN:
         if not os.path.exists(filepath):
             raise FileNotFoundError(f"weights file not found: {filepath}")
         report = load_weights_by_name(self.keras_model, filepath, exclude=exclude, by_name=by_name)
+        if distribute.in_multi_worker(self.strategy):
+            distribute.sync_weights_from_chief(self.strategy, self.keras_model)
         self._predict_fn = None
         self.set_log_dir(filepath)
         return report
@@ -158,9 +162,9 @@ class MaskRCNN:
         return download_weights("imagenet", self.model_dir)
 
     def set_log_dir(self, model_path=None):
-        """Set log_dir and epoch; continue a run when model_path is one of its checkpoints."""
+        """Set log_dir and epoch; continue a run when model_path is one of its checkpoints (timestamp: the chief's)."""
         self.epoch = 0
-        now = datetime.datetime.now()
+        now = distribute.agreed_now(self.strategy) if self.clock else datetime.datetime.now()
         name = self.config.NAME.lower()
         parsed = runs.parse_checkpoint_path(model_path, name) if model_path else None
         if parsed:
@@ -208,17 +212,15 @@ class MaskRCNN:
             logger.info("already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
         cfg = self.config
-        train_gen = DataGenerator(train_dataset, cfg, shuffle=True, augmentation=augmentation,
-                                  steps=cfg.STEPS_PER_EPOCH)
-        val_gen = None
-        if val_dataset is not None and len(val_dataset.image_ids) and cfg.VALIDATION_STEPS:
-            val_gen = DataGenerator(val_dataset, cfg, shuffle=True, steps=cfg.VALIDATION_STEPS)
-        os.makedirs(self.log_dir, exist_ok=True)
-        with open(os.path.join(self.log_dir, "config.json"), "w") as f:
-            f.write(cfg.to_json())
+        train_gen, val_gen, sources = distribute.training_inputs(self, train_dataset, val_dataset, augmentation)
         settings = self.runtime_settings()
-        with open(os.path.join(self.log_dir, "runtime.json"), "w") as f:
-            json.dump(settings, f, indent=2)
+        if distribute.is_chief():  # the other workers write nothing
+            os.makedirs(self.log_dir, exist_ok=True)
+            with open(os.path.join(self.log_dir, "config.json"), "w") as f:
+                f.write(cfg.to_json())
+            with open(os.path.join(self.log_dir, "runtime.json"), "w") as f:
+                json.dump(settings, f, indent=2)
+            distribute.mark_run(self, "running")
         logger.info("runtime: %s, oneDNN %s (%s), precision %s%s", settings["cpu"],
                     "on" if settings["onednn"] else "off", settings["onednn_source"],
                     settings["compute_dtype"], ", malloc tuned" if settings["malloc_tuned"] else "")
@@ -232,13 +234,14 @@ class MaskRCNN:
             trainer.compile(optimizer=training_lib.make_optimizer(cfg, rate))
         callbacks, checkpoint, nan_guard, progress = training_lib.fit_callbacks(
             self.keras_model, self.checkpoint_path, self.log_dir, rate,
-            (epochs - self.epoch) * cfg.STEPS_PER_EPOCH, custom_callbacks, self.epoch)
+            (epochs - self.epoch) * cfg.STEPS_PER_EPOCH, custom_callbacks, self.epoch, distribute.is_chief())
         try:
-            history = trainer.fit(train_gen, initial_epoch=self.epoch, epochs=epochs,
-                                  steps_per_epoch=cfg.STEPS_PER_EPOCH, callbacks=callbacks,
-                                  validation_data=val_gen,
-                                  validation_steps=cfg.VALIDATION_STEPS if val_gen else None,
-                                  verbose=cfg.VERBOSE)
+            with distribute.collective_errors(self.strategy):  # a lost worker: RuntimeError saying what to do
+                history = trainer.fit(train_gen, initial_epoch=self.epoch, epochs=epochs,
+                                      steps_per_epoch=cfg.STEPS_PER_EPOCH, callbacks=callbacks,
+                                      validation_data=val_gen,
+                                      validation_steps=cfg.VALIDATION_STEPS if val_gen else None,
+                                      verbose=cfg.VERBOSE)
         except KeyboardInterrupt:
             epoch_in_progress = max(progress.epoch, 1)
             path = checkpoint.save(epoch_in_progress)
@@ -246,7 +249,7 @@ class MaskRCNN:
             self.epoch = epoch_in_progress
             raise
         finally:
-            self.skipped_images = train_gen.skipped + (val_gen.skipped if val_gen else [])
+            self.skipped_images = [entry for source in sources for entry in source.skipped]
         if nan_guard.failed_at:
             epoch, step, logs = nan_guard.failed_at
             raise FloatingPointError(

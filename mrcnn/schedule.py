@@ -70,16 +70,18 @@ def run_stages(model, stages, train_set, val_set, augmentation=None, from_scratc
 
     Sets config.PRETRAINED (= not from_scratch) so the run's config.json
     records it for a resumed run. A later stage whose deadline has passed is
-    skipped with a log line.
+    skipped with a log line. Deadlines are read on model.clock when the
+    model has one (the chief's clock under several workers), else time.monotonic.
     """
     model.config.PRETRAINED = not from_scratch
+    clock = getattr(model, "clock", None)
     histories = []
     for index, stage in enumerate(stages):
-        if index and stage.deadline is not None and time.monotonic() >= stage.deadline:
+        if index and stage.deadline is not None and (clock or time.monotonic)() >= stage.deadline:
             log.info("time budget: no time left for stage %d", index + 1)
             break
         log.info("%s", stage.note)
-        callbacks = [TimeBudget(stage.deadline)] if stage.deadline is not None else None
+        callbacks = [TimeBudget(stage.deadline, clock=clock)] if stage.deadline is not None else None
         histories.append(model.train(train_set, val_set, stage.learning_rate, stage.epochs, stage.layers,
                                      augmentation=augmentation, custom_callbacks=callbacks))
     return histories

@@ -68,10 +68,16 @@ class MaskRCNNTrainer(keras.Model):
         return total, parts
 
     def _update(self, total, parts):
+        """Update the loss trackers; returns {name: mean so far}, scalars (shape [1] under several workers)."""
         self.trackers["loss"].update_state(total)
         for name in LOSS_NAMES:
             self.trackers[name].update_state(parts[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras averages a multi-worker step's outputs along axis 0, which a scalar lacks
+            # (tensorflow/tensorflow#72388): one value per replica, shape [1], averages to the mean.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
@@ -84,6 +90,23 @@ class MaskRCNNTrainer(keras.Model):
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         self.optimizer.apply_gradients(pairs)
         return self._update(total, parts)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' build before the first step, fed one replica's batch under several workers.
+
+        Keras 3 averages the first distributed batch across replicas to build
+        with, which fails for dict inputs under MultiWorkerMirroredStrategy
+        (keras-team/keras#20329); only the shapes matter, so the local
+        replica's values are taken. Any other strategy goes through Keras as is.
+        """
+        strategy = self.distribute_strategy
+        if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
+                                                   next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data

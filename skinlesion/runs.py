@@ -139,7 +139,8 @@ def augmentation_for(kind, synthetic=False):
 
 
 def train_run(config, train_set, val_set, logs, weights="none", weights_path=None, saved=None,
-              epochs_heads=None, epochs_all=None, minutes=None, augment="default", demo=False, on_model=None):
+              epochs_heads=None, epochs_all=None, minutes=None, augment="default", demo=False, on_model=None,
+              seed=0):
     """Train a lesion run the way ``lesions.py --mode train`` does; returns the MaskRCNN.
 
     weights: "none" (from scratch), "coco" / "imagenet" (pretrained, heads
@@ -149,14 +150,17 @@ def train_run(config, train_set, val_set, logs, weights="none", weights_path=Non
     DEMO_EPOCHS); minutes: wall-clock budget (the demo: DEMO_MINUTES).
     augment: "default", "strong" or "none" (augmentation_for). on_model:
     called as on_model("model", model) once the model exists (so a caller
-    can name its run folder after Ctrl-C). Raises RuntimeError when
+    can name its run folder after Ctrl-C). Under several workers (TF_CONFIG,
+    mrcnn.distribute) ``seed`` orders the image ids each epoch, and a run
+    that lost a worker is resumed by the same command. Raises RuntimeError when
     pretrained weights cannot be fetched, ValueError for a bad budget,
     FloatingPointError when the loss diverges.
     """
-    from mrcnn import schedule
+    from mrcnn import distribute, schedule
     from mrcnn.model import MaskRCNN
     saved = saved or {}
-    os.makedirs(logs, exist_ok=True)
+    if distribute.is_chief():  # a worker other than the chief writes nothing under --logs
+        os.makedirs(logs, exist_ok=True)
     model = MaskRCNN(mode="training", config=config, model_dir=logs)
     if on_model:
         on_model("model", model)
@@ -166,6 +170,9 @@ def train_run(config, train_set, val_set, logs, weights="none", weights_path=Non
     elif weights in ("last", "path"):
         model.load_weights(weights_path, by_name=True)
         log.info("loaded %s (continuing at epoch %d)", weights_path, model.epoch)
+    if distribute.in_multi_worker(model.strategy):
+        model.shuffle_seed = seed
+        distribute.resume_unfinished_run(model)
     default_heads, default_all = DEMO_EPOCHS if demo else DEFAULT_EPOCHS
     epochs_heads = default_heads if epochs_heads is None else epochs_heads
     epochs_all = default_all if epochs_all is None else epochs_all
@@ -174,10 +181,13 @@ def train_run(config, train_set, val_set, logs, weights="none", weights_path=Non
         log.info("demo: training for at most %d epochs or %g minutes, whichever ends first (--minutes to change)",
                  epochs_heads + epochs_all, DEMO_MINUTES)
     from_scratch = weights == "none" or (weights in ("last", "path") and not saved.get("PRETRAINED"))
-    stages = schedule.plan_stages(config, epochs_heads, epochs_all, from_scratch, minutes)
+    stages = schedule.plan_stages(config, epochs_heads, epochs_all, from_scratch, minutes,
+                                  start=model.clock() if model.clock and minutes is not None else None)
     synthetic = (getattr(train_set, "summary", None) or {}).get("layout") == "synthetic"
     augmentation = augmentation_for(augment, synthetic=synthetic)
     schedule.run_stages(model, stages, train_set, val_set, augmentation, from_scratch)
+    distribute.mark_run(model, "finished")
+    distribute.log_weights_digest(model)
     return model
 
 
