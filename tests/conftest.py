@@ -6,7 +6,8 @@ import pytest
 
 # The files that train models run first, so `make test`'s two workers (pytest-xdist, one file
 # at a time) start on the long ones together and the short files fill in around them.
-LONG_FILES_FIRST = ("test_learning.py", "test_cli.py", "test_compat.py", "test_export.py", "test_classifier.py")
+LONG_FILES_FIRST = ("test_multiworker.py", "test_learning.py", "test_cli.py", "test_compat.py", "test_attributes_cli.py",
+                    "test_inference_path.py", "test_export.py", "test_classifier.py", "test_classifier_criteria.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
