@@ -161,16 +161,17 @@ def classifier_section(report, dataset, run, samples, images=SECTION_IMAGES):
 
 def _gradcam_figure(panels, path):
     """One row per image: crop, then each (map [S, S], title) blended over it. Returns: path."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global figure is left open
     cols = 1 + max(len(maps) for _, _, maps, _ in panels)
-    fig, axes = plt.subplots(len(panels), cols, figsize=(2.4 * cols, 2.5 * len(panels)), squeeze=False)
+    fig = Figure(figsize=(2.4 * cols, 2.5 * len(panels)))
     for row, (stem, crop, maps, kind) in enumerate(panels):
-        axes[row, 0].imshow(crop)
-        axes[row, 0].set_title(f"{stem} ({kind} crop)", fontsize=8)
+        axes = [fig.add_subplot(len(panels), cols, row * cols + col + 1) for col in range(cols)]
+        axes[0].imshow(crop)
+        axes[0].set_title(f"{stem} ({kind} crop)", fontsize=8)
         for col, (cam, title) in enumerate(maps, start=1):
-            axes[row, col].imshow(crop)
-            axes[row, col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            axes[row, col].set_title(title, fontsize=8)
-        for ax in axes[row]:
+            axes[col].imshow(crop)
+            axes[col].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axes[col].set_title(title, fontsize=8)
+        for ax in axes:
             ax.axis("off")
     return figures.save(fig, path)

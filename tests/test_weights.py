@@ -196,6 +196,7 @@ def test_maskrcnn_load_weights_passes_by_name_through(monkeypatch, tmp_path):
     config = Config()
     config.NAME = "strict"
     model.keras_model, model.config, model.model_dir = None, config, str(tmp_path)
+    model.strategy = model.clock = None  # a one-process model (MaskRCNN.__init__ sets these)
     model.load_weights(str(path))
     model.load_weights(str(path), by_name=True)
     model.load_weights(str(path), by_name=False)
