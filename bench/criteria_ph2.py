@@ -99,7 +99,8 @@ def main(argv=None):
     outputs = crit.head_outputs(crit.PH2_CRITERIA)
     targets = item_targets(items, outputs)
     class_names = ["common_nevus", "atypical_nevus", "melanoma"]
-    results = {**common.run_header(__file__, argv), "folds": args.folds, "images": len(items), "minutes_per_run": args.minutes, "size": args.size,
+    results = {**common.run_header(__file__, argv), "folds": args.folds, "images": len(items),
+               "minutes_per_run": args.minutes, "epochs": args.epochs, "size": args.size,
                "backbone": args.backbone, "variants": {}}
     for variant in [v for v in args.variants.split(",") if v]:
         probs = np.zeros((len(items), 3))
@@ -158,8 +159,10 @@ def markdown(results):
         if value is None:
             return "n/a"
         return f"{value:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+    budget = (f"{results['minutes_per_run']} min per run" if results["minutes_per_run"] else
+              f"{results.get('epochs')} epochs per run")
     lines = [f"PH2 {results['folds']}-fold, {results['images']} images, {results['backbone']} {results['size']} px, "
-             f"{results['minutes_per_run']} min per run, from scratch", "",
+             f"{budget}, from scratch", "",
              "| variant | melanoma AUC | balanced accuracy (3 classes) | 7-point readout melanoma AUC |", "|---|---|---|---|"]
     for name, entry in results["variants"].items():
         seven = fmt(entry["seven_point_predicted_melanoma_auc"]) if "seven_point_predicted_melanoma_auc" in entry else "-"
