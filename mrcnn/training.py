@@ -127,6 +127,19 @@ def make_optimizer(config, rate):
                                 clipnorm=config.GRADIENT_CLIP_NORM)
 
 
+def build_optimizer(optimizer, variables):
+    """Create the optimizer's slot variables for ``variables`` now, outside any tf.function.
+
+    Keras builds them on the first apply when no strategy is set, i.e. inside
+    the traced train step, where every new variable is initialised through a
+    tf.cond; building first keeps them out of the trace. Values are the same
+    (zeros), so training is unchanged. No-op when already built.
+    """
+    if not optimizer.built:
+        optimizer.build(list(variables))
+    return optimizer
+
+
 def mirrored_strategy(count):
     """MirroredStrategy over `count` GPUs, or over logical CPUs when there is no GPU (tests)."""
     gpus = tf.config.list_logical_devices("GPU")
