@@ -224,7 +224,7 @@ def cmd_predict(args):
         hooks.append(lambda source, result, mask, record: write_attribute_predictions(
             os.path.join(out, "attributes"), record["stem"], result, config.CLASS_NAMES))
     predictor = Predictor(model, config.CLASS_NAMES, out, config.DETECTION_MIN_CONFIDENCE, tta=args.tta,
-                          refine=args.refine, on_result=(lambda *a: [hook(*a) for hook in hooks]) if hooks else None)
+                          refine=args.refine, on_result=hooks)
     outcome = predictor.run(Predictor.file_sources(paths), progress=not args.quiet)
     predictor.write_summary(outcome, {"weights": weights_path, **(stage.summary() if stage else {})})
     if stage:

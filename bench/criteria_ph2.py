@@ -59,13 +59,9 @@ def load_ph2(path, margin, size):
 
 
 def bootstrap(truth, score, resamples, seed):
-    """(AUC, [low, high]) of score [N] for bool truth [N]; percentile bootstrap."""
-    from skinlesion.classifier_metrics import _auc
-    rng = np.random.default_rng(seed)
-    value = _auc(truth, score)
-    draws = [d for d in (_auc(truth[p], score[p]) for p in (rng.integers(0, len(truth), len(truth))
-                                                             for _ in range(resamples))) if d is not None]
-    return value, ([float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None)
+    """(AUC, [low, high]) of score [N] for bool truth [N]; percentile bootstrap (classifier_metrics.bootstrap_auc)."""
+    from skinlesion.classifier_metrics import bootstrap_auc
+    return bootstrap_auc(truth, score, resamples, seed=seed)
 
 
 def main(argv=None):

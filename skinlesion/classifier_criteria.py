@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from mrcnn.config import ConfigError
 from skinlesion import criteria as crit
-from skinlesion.classifier_metrics import _auc
+from skinlesion.classifier_metrics import _auc, bootstrap_auc
 
 CRITERIA_SETS = {"ph2": crit.PH2_CRITERIA, "task2": crit.TASK2_CRITERIA}
 SEVEN_POINT_NAMES = frozenset(name for name, *_ in crit.SEVEN_POINT)
@@ -182,15 +182,8 @@ def score_criteria(targets, probs, outputs, resamples=1000, seed=0):
         known = targets[:, column] >= 0
         truth = abnormal_truth(targets[known, column], out)
         score = crit.present_probability(out, probs[out.name][known])
-        entry = {"images": int(known.sum()), "positives": int(truth.sum()), "auc": _auc(truth, score)}
-        draws = []
-        if entry["auc"] is not None:
-            for _ in range(int(resamples)):
-                pick = rng.integers(0, len(truth), len(truth))
-                value = _auc(truth[pick], score[pick])
-                if value is not None:
-                    draws.append(value)
-        entry["interval"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
+        auc, interval = bootstrap_auc(truth, score, resamples, rng=rng)
+        entry = {"images": int(known.sum()), "positives": int(truth.sum()), "auc": auc, "interval": interval}
         if not out.binary:
             level_probs = probs[out.name][known]
             entry["auc_per_level"] = {str(level): _auc(targets[known, column] == i, level_probs[:, i])

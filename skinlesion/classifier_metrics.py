@@ -101,6 +101,29 @@ def _auc(positive, scores):
     return float((ranks[positive].sum() - count * (count + 1) / 2.0) / (count * (len(positive) - count)))
 
 
+def bootstrap_auc(positive, scores, resamples=1000, level=0.95, seed=0, rng=None):
+    """(AUC, [low, high] or None) of scores [N] for bool positive [N]: a percentile bootstrap interval.
+
+    Images are resampled with replacement ``resamples`` times from ``rng``
+    (default: a new numpy Generator seeded with ``seed``); resamples lacking
+    positives or negatives are dropped. AUC is None when a class is absent,
+    and then no resampling is done.
+    """
+    positive, scores = np.asarray(positive, bool), np.asarray(scores, np.float64)
+    value = _auc(positive, scores)
+    if value is None:
+        return None, None
+    rng = np.random.default_rng(seed) if rng is None else rng
+    draws = []
+    for _ in range(int(resamples)):
+        pick = rng.integers(0, len(positive), len(positive))
+        drawn = _auc(positive[pick], scores[pick])
+        if drawn is not None:
+            draws.append(drawn)
+    tail = (1.0 - level) / 2.0 * 100.0
+    return value, ([float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))] if draws else None)
+
+
 def bootstrap_intervals(truth, probs, class_names, resamples=1000, level=0.95, seed=0):
     """Percentile bootstrap intervals of each class's AUC, the mean AUC and the balanced accuracy.
 

@@ -206,8 +206,10 @@ class Predictor:
         self.out_dir = out_dir
         self.min_confidence = float(min_confidence)
         self.write_overlays = write_overlays
-        # Called as on_result(source, result, lesion_mask, record) for each image, in order.
-        self.on_result = on_result
+        # on_result: one callable or a list of them, each called as
+        # hook(source, result, lesion_mask, record) for each image, in order.
+        self.on_result = [] if on_result is None else list(on_result) if isinstance(on_result, (list, tuple)) \
+            else [on_result]
         os.makedirs(os.path.join(out_dir, "masks"), exist_ok=True)
         if write_overlays:
             os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
@@ -333,8 +335,8 @@ class Predictor:
                     records.append(record)
                     if keep_masks:
                         kept_masks[record["stem"]] = mask
-                    if self.on_result is not None:
-                        self.on_result(source, result, mask, record)
+                    for hook in self.on_result:
+                        hook(source, result, mask, record)
 
             def prefetch(upto):
                 for j in range(len(decoded) + len(done_ids), min(upto, len(sources))):
