@@ -26,7 +26,8 @@ Measures (each phase in its own subprocess, so its peak resident memory is its o
 
 Every phase runs in the default configuration unless told otherwise: COMPUTE_DTYPE "auto" and
 the oneDNN / allocator choices of mrcnn.runtime for its mode (train phases "train", the others
-"predict"); the "_bf16" rows force bfloat16. Each row records the CPU, its flags, whether oneDNN
+"predict"); the "_bf16" / "_fp32" rows force the other precision than "auto" picks here
+(bfloat16 where it picks float32, float32 where it picks bfloat16), so one run shows both. Each row records the CPU, its flags, whether oneDNN
 was on, the precision used and the share of its CPU time spent in the kernel (system time).
 All weights are random; timings are medians after warm-up. detect() is called with
 min_confidence --min-confidence (default 0, every scored detection, as `lesions.py --mode
@@ -96,18 +97,30 @@ def lesion_config(size):
     return LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, IMAGES_PER_GPU=1, GPU_COUNT=1)
 
 
-BF16 = "_bf16"  # config-name suffix: the same settings with COMPUTE_DTYPE = "bfloat16"
+# Config-name suffixes: the same settings with COMPUTE_DTYPE forced.
+SUFFIX_DTYPE = {"_bf16": "bfloat16", "_fp32": "float32"}
+
+
+def other_precision_suffix():
+    """The suffix of the precision COMPUTE_DTYPE = "auto" does not pick on this machine."""
+    from mrcnn.runtime import native_bfloat16
+    return "_fp32" if native_bfloat16() else "_bf16"
+
+
+def forced_dtype(name):
+    """COMPUTE_DTYPE forced by a config name's suffix, or None (the default, "auto")."""
+    return next((dtype for suffix, dtype in SUFFIX_DTYPE.items() if name.endswith(suffix)), None)
 
 
 def make_config(spec):
-    """The config named by spec["config"]: matterport | lesion, optionally + "_bf16"."""
+    """The config named by spec["config"]: matterport | lesion, optionally + "_bf16" or "_fp32"."""
     name = spec["config"]
     if name.startswith("lesion"):
         config = lesion_config(spec["size"])
     else:
         config = matterport_config(spec["size"])
-    if name.endswith(BF16):
-        config.COMPUTE_DTYPE = "bfloat16"
+    if forced_dtype(name):
+        config.COMPUTE_DTYPE = forced_dtype(name)
     return config
 
 
@@ -223,8 +236,8 @@ def phase_train(spec):
         config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
         dataset = _synthetic_dataset(size, config.BATCH_SIZE)
     optimizer = step_optimizer(config)
-    if spec["config"].endswith(BF16):
-        config.COMPUTE_DTYPE = "bfloat16"
+    if forced_dtype(spec["config"]):
+        config.COMPUTE_DTYPE = forced_dtype(spec["config"])
     t0 = time.perf_counter()
     model = MaskRCNN("training", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
     model.set_trainable(LAYER_REGEX["all"])
@@ -516,16 +529,17 @@ def plan(args):
     phases += [{"phase": "backbone", "config": "lesion", "size": s} for s in lesion_sizes]
     phases += [{"phase": "detect", "config": "matterport", "size": s} for s in sizes]
     phases += [{"phase": "detect", "config": "lesion", "size": s} for s in lesion_sizes]
+    other = other_precision_suffix()
     if args.bf16:
-        # bfloat16 rows at 512 (the target size): floor, detect and train.
-        phases += [{"phase": "backbone", "config": "matterport" + BF16, "size": 512},
-                   {"phase": "backbone", "config": "lesion" + BF16, "size": 512},
-                   {"phase": "detect", "config": "matterport" + BF16, "size": 512},
-                   {"phase": "detect", "config": "lesion" + BF16, "size": 512}]
+        # Rows in the other precision at 512 (the target size): floor, detect and train.
+        phases += [{"phase": "backbone", "config": "matterport" + other, "size": 512},
+                   {"phase": "backbone", "config": "lesion" + other, "size": 512},
+                   {"phase": "detect", "config": "matterport" + other, "size": 512},
+                   {"phase": "detect", "config": "lesion" + other, "size": 512}]
     if not args.skip_train:
         phases.append({"phase": "train", "config": "matterport", "size": 512})
         if args.bf16:
-            phases.append({"phase": "train", "config": "matterport" + BF16, "size": 512})
+            phases.append({"phase": "train", "config": "matterport" + other, "size": 512})
         phases.append({"phase": "train", "config": "lesion", "size": 256, "cache_dir": args.cache_dir})
         if args.e2e_steps:
             phases.append({"phase": "train_e2e", "config": "lesion", "size": 256, "steps": args.e2e_steps,
@@ -570,11 +584,14 @@ def summarise(results, args):
     train = val("train", "s_per_step", "matterport")
     lesion_train = val("train", "s_per_step", "lesion")
     e2e_train = val("train_e2e", "s_per_step")
-    bf16 = {"detect": val("detect", "s_per_image", "matterport" + BF16, 512),
-            "lesion_detect": val("detect", "s_per_image", "lesion" + BF16, 512),
-            "floor": val("backbone", "s_per_image", "matterport" + BF16, 512),
-            "lesion_floor": val("backbone", "s_per_image", "lesion" + BF16, 512),
-            "train": val("train", "s_per_step", "matterport" + BF16)}
+    other = other_precision_suffix()
+    label = SUFFIX_DTYPE[other]
+    alt = {"precision": label,
+           "detect": val("detect", "s_per_image", "matterport" + other, 512),
+           "lesion_detect": val("detect", "s_per_image", "lesion" + other, 512),
+           "floor": val("backbone", "s_per_image", "matterport" + other, 512),
+           "lesion_floor": val("backbone", "s_per_image", "lesion" + other, 512),
+           "train": val("train", "s_per_step", "matterport" + other)}
     peer_detect = {s: p.get("detect_s_per_image") for s, p in peer.items()}
     peer_train = peer.get(512, {}).get("train_s_per_step")
     lo, hi = min(args.sizes), max(args.sizes)
@@ -628,18 +645,18 @@ def summarise(results, args):
     ]
     if args.bf16:
         targets += [
-            dict(target("bf16: detect 512 ours/peer (fp32)", ratio(bf16["detect"], peer_detect.get(512)), 0.5),
-                 same_load=same_load(val("detect", "process_cores_busy", "matterport" + BF16, 512))),
-            dict(target("bf16: train step 512 ours/peer (fp32)", ratio(bf16["train"], peer_train), 0.5),
-                 same_load=same_load(val("train", "process_cores_busy", "matterport" + BF16))),
-            target("bf16: detect 512 / bf16 floor", ratio(bf16["detect"], bf16["floor"]), 1.5),
-            target("bf16:   same, lesion settings", ratio(bf16["lesion_detect"], bf16["lesion_floor"]), 1.5),
+            dict(target(f"{label}: detect 512 ours/peer (fp32)", ratio(alt["detect"], peer_detect.get(512)), 0.5),
+                 same_load=same_load(val("detect", "process_cores_busy", "matterport" + other, 512))),
+            dict(target(f"{label}: train step 512 ours/peer (fp32)", ratio(alt["train"], peer_train), 0.5),
+                 same_load=same_load(val("train", "process_cores_busy", "matterport" + other))),
+            target(f"{label}: detect 512 / its floor", ratio(alt["detect"], alt["floor"]), 1.5),
+            target(f"{label}:   same, lesion settings", ratio(alt["lesion_detect"], alt["lesion_floor"]), 1.5),
         ]
     targets += [
         target("predict: CPU cores busy", cores, 1.5, above=True),
     ]
     summary = {"detect_s_per_image": {"matterport": ours_detect, "lesion": lesion_detect, "peer": peer_detect},
-               "bf16_512": bf16,
+               "other_precision_512": alt,
                "backbone_fpn_s_per_image": floor, "lesion_backbone_fpn_s_per_image": lesion_floor,
                "gmac_512": budgets, "train_s_per_step": {"ours": train, "peer": peer_train,
                                                          "lesion_isolated_256": lesion_train,
@@ -756,8 +773,9 @@ def parse_args(argv):
     p.add_argument("--peer-sizes", default="512", help="sizes to run the peer at (comma-separated; 512 "
                                                        "is needed for the ratios)")
     p.add_argument("--skip-train", action="store_true")
-    p.add_argument("--no-bf16", dest="bf16", action="store_false",
-                   help="skip the COMPUTE_DTYPE=bfloat16 rows (floor, detect, train at 512)")
+    p.add_argument("--no-other-precision", "--no-bf16", dest="bf16", action="store_false",
+                   help="skip the rows in the precision COMPUTE_DTYPE=auto does not pick here (floor, detect, "
+                        "train at 512: bfloat16 where auto is float32, float32 where auto is bfloat16)")
     p.add_argument("--skip-predict", action="store_true")
     p.add_argument("--phases", default=None,
                    help="only these phases, comma-separated (backbone,detect,train,train_e2e,peer,predict,profile)")
