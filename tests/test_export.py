@@ -129,8 +129,16 @@ def assert_same(out, result, image_shape):
     assert n == len(result["scores"])
     np.testing.assert_array_equal(out["class_ids"][:n], result["class_ids"])
     assert np.abs(out["boxes"][:n] - result["rois"]).max(initial=0) <= 1
-    np.testing.assert_allclose(out["scores"][:n], result["scores"], atol=1e-4)
-    np.testing.assert_allclose(out["probs"][:n], result["probs"], atol=1e-4)
+    # The export's graph is compiled apart from detect()'s, so float rounding differs in the last
+    # bits; on this random-weight model that can swap two near-tied proposals behind one
+    # detection (same rounded box, a probability 1.5e-3 apart, measured on an Intel Xeon with
+    # oneDNN on and with Eigen). So: every detection within 5e-3, all but one within 1e-4.
+    for name, ours, theirs in (("scores", out["scores"][:n], result["scores"]),
+                               ("probs", out["probs"][:n], result["probs"])):
+        gap = np.abs(np.asarray(ours, np.float64) - np.asarray(theirs, np.float64)).reshape(n, -1).max(axis=1,
+                                                                                                      initial=0)
+        assert gap.max(initial=0) <= 5e-3, (name, gap)
+        assert (gap > 1e-4).sum() <= 1, (name, gap)
     assert out["masks"].shape[1:] == tuple(image_shape[:2]) and out["masks"].dtype == np.uint8
     assert set(np.unique(out["masks"])) <= {0, 1}
     assert jaccard(out["masks"][:n].any(axis=0), result["masks"].any(axis=-1)) >= 0.99
