@@ -290,7 +290,14 @@ class ShardedBatches:
                                      input_context.input_pipeline_id, first + j, epoch + 1, read[j])
                         yield item
 
-        return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(1)
+        # The generator never ends (one epoch follows another), and saying so matters: for a dataset
+        # that may end, MultiWorkerMirroredStrategy adds its partial-batch handling (an all-reduce of
+        # "has data" per step, empty stand-in batches), which leaves every input's batch dimension
+        # unknown in the traced step. Grappler then fuses and folds that step differently from the
+        # one-process graph with static shapes, and in bfloat16 the other rounding flips proposal
+        # and ROI choices: 2 % apart in a loss at the first step from the same weights and images.
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)).prefetch(1)
 
     @property
     def skipped(self):

@@ -15,7 +15,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
     [h, w, G] float (mini masks when USE_MINI_MASK, else full image size).
     Returns (each padded to T = TRAIN_ROIS_PER_IMAGE rows):
         rois [T, 4] normalized, class_ids [T] int32, deltas [T, 4] (already
-        divided by BBOX_STD_DEV), masks [T, MASK_H, MASK_W] in {0, 1}.
+        divided by BBOX_STD_DEV), masks [T, MASK_H, MASK_W] in {0, 1}; the sampled
+        positives first, then the negatives, each in proposal order.
     The ground-truth boxes are added to the proposals (as torchvision does), so
     the heads see positive ROIs from the first step even while the RPN is random.
     """
@@ -42,11 +43,14 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
     positive_indices = tf.where(roi_iou_max >= 0.5)[:, 0]
     negative_indices = tf.where(tf.logical_and(roi_iou_max < 0.5, no_crowd))[:, 0]
     positive_budget = int(total * config.ROI_POSITIVE_RATIO)
-    positive_indices = tf.random.shuffle(positive_indices)[:positive_budget]
+    # A random subset of each kind, kept in proposal order: which ROIs train is as random as before,
+    # but their order no longer is, so when nothing is left out the targets, the loss sums and the
+    # rounding of the (bfloat16) head gradients are the same from run to run.
+    positive_indices = tf.sort(tf.random.shuffle(positive_indices)[:positive_budget])
     positive_count = tf.shape(positive_indices)[0]
     # Fill the rest of the ROI budget with negatives (torchvision's sampler);
     # Matterport kept an exact 1:2 ratio and padded, which starves the heads early.
-    negative_indices = tf.random.shuffle(negative_indices)[:total - positive_count]
+    negative_indices = tf.sort(tf.random.shuffle(negative_indices)[:total - positive_count])
     positive_rois = tf.gather(proposals, positive_indices)
     negative_rois = tf.gather(proposals, negative_indices)
 

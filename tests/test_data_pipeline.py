@@ -199,6 +199,28 @@ def test_data_generator_batch_layout():
     assert np.all(batch["input_gt_class_ids"][0, n:] == 0) and np.all(batch["input_gt_boxes"][0, n:] == 0)
 
 
+def test_sharded_batches_say_their_dataset_never_ends():
+    # An infinite dataset is what keeps MultiWorkerMirroredStrategy from adding its partial-batch
+    # handling, which leaves the batch dimension unknown in the traced step (mrcnn.distribute).
+    import tensorflow as tf
+    from mrcnn.distribute import ShardedBatches, shard_order
+    config = ShapesConfig()
+    dataset = make_shapes(5, seed=4)
+    source = ShardedBatches(dataset, config, seed=3, start_epoch=0, steps=2)
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    data = source.dataset_fn(context)
+    assert int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    assert all(spec.shape[0] == config.IMAGES_PER_GPU for spec in data.element_spec.values())
+    # Three epochs of two steps from pipeline 1 (replica 1 of 2): its shard of each epoch's permutation.
+    ids = [parse_image_meta(item["input_image_meta"].numpy())["image_id"].tolist() for item in data.take(6)]
+    expected = []
+    for epoch in range(3):
+        shard = shard_order(dataset.image_ids, 3, epoch, 1, 2)
+        expected += [[int(shard[(step * config.IMAGES_PER_GPU + k) % len(shard)]) for k in range(config.IMAGES_PER_GPU)]
+                     for step in range(2)]
+    assert ids == expected
+
+
 def test_data_generator_refuses_empty_dataset():
     dataset = ShapesDataset()
     dataset.prepare()

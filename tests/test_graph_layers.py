@@ -286,6 +286,37 @@ def test_detection_targets_negatives_padding_and_crowd(target_case):
         assert masks.shape == (config.TRAIN_ROIS_PER_IMAGE, 28, 28)
 
 
+def test_detection_targets_keep_proposal_order_and_repeat_when_nothing_is_left_out(target_case):
+    config, proposals, results = target_case
+    # Candidates: the non-zero proposals, then the non-crowd gt boxes (detection_targets_graph appends them).
+    candidates = np.concatenate([proposals[np.abs(proposals).sum(axis=1) > 0], GT_BOXES[:2]])
+    for rois, class_ids, _, _ in results:
+        real = np.abs(rois).sum(axis=1) > 0
+        count = int((class_ids > 0).sum())
+        for part in (rois[:count], rois[count:][real[count:]]):  # positives, then negatives
+            row = 0  # each ROI is a later candidate than the one before (a box may be a candidate twice)
+            for roi in part:
+                later = np.flatnonzero(np.all(candidates[row:] == roi, axis=1))
+                assert later.size, f"sampled ROIs out of proposal order: {part}"
+                row += int(later[0]) + 1
+    # A budget that takes every candidate: the same targets, in the same order, at every call.
+    class Everything(TargetConfig):
+        TRAIN_ROIS_PER_IMAGE = 24
+        ROI_POSITIVE_RATIO = 1.0
+
+    gt_boxes = np.zeros((4, 4), np.float32)
+    gt_boxes[:3] = GT_BOXES
+    gt_ids = np.zeros(4, np.int32)
+    gt_ids[:3] = GT_CLASS_IDS
+    masks = np.zeros((56, 56, 4), np.float32)
+    masks[:, :, :2] = 1
+    first, *others = [run_targets(proposals, gt_boxes, gt_ids, masks, Everything()) for _ in range(3)]
+    assert int((first[1] > 0).sum()) == 10, "8 positive proposals and the 2 gt boxes"
+    for other in others:
+        for a, b in zip(first, other):
+            np.testing.assert_array_equal(a, b)
+
+
 def bilinear_align_corners(image, out_shape):
     """crop_and_resize of the whole image ([0, 0, 1, 1] box): sample points span corner to corner."""
     h, w = image.shape
