@@ -119,8 +119,7 @@ def make_config(spec):
         config = lesion_config(spec["size"])
     else:
         config = matterport_config(spec["size"])
-    if forced_dtype(name):
-        config.COMPUTE_DTYPE = forced_dtype(name)
+    config.COMPUTE_DTYPE = forced_dtype(name) or config.COMPUTE_DTYPE
     return config
 
 
@@ -236,8 +235,7 @@ def phase_train(spec):
         config.TRAIN_BN = True  # the peer trains every layer, batch-norm included (no pretrained weights)
         dataset = _synthetic_dataset(size, config.BATCH_SIZE)
     optimizer = step_optimizer(config)
-    if forced_dtype(spec["config"]):
-        config.COMPUTE_DTYPE = forced_dtype(spec["config"])
+    config.COMPUTE_DTYPE = forced_dtype(spec["config"]) or config.COMPUTE_DTYPE
     t0 = time.perf_counter()
     model = MaskRCNN("training", config, model_dir=tempfile.mkdtemp(prefix="bench_speed_"))
     model.set_trainable(LAYER_REGEX["all"])

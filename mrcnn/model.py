@@ -232,9 +232,6 @@ class MaskRCNN:
             trainer = MaskRCNNTrainer(self.keras_model, cfg)
             rate = training_lib.learning_rate(learning_rate, cfg.LEARNING_RATE_WARMUP, cfg.LEARNING_RATE_DECAY)
             trainer.compile(optimizer=training_lib.make_optimizer(cfg, rate))
-            # Slots built here, eagerly: built inside the first traced step (Keras' default without a
-            # strategy) each slot variable becomes a lifted initializer behind a tf.cond, which made
-            # tracing the train step ~10 s slower on a 2-core CPU.
             training_lib.build_optimizer(trainer.optimizer, self.keras_model.trainable_variables)
         callbacks, checkpoint, nan_guard, progress = training_lib.fit_callbacks(
             self.keras_model, self.checkpoint_path, self.log_dir, rate,

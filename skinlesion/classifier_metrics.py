@@ -120,8 +120,16 @@ def bootstrap_auc(positive, scores, resamples=1000, level=0.95, seed=0, rng=None
         drawn = _auc(positive[pick], scores[pick])
         if drawn is not None:
             draws.append(drawn)
+    return value, percentile_interval(draws, level)
+
+
+def percentile_interval(values, level=0.95):
+    """[low, high] percentiles holding ``level`` of the finite values (a bootstrap interval), or None if none."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return None
     tail = (1.0 - level) / 2.0 * 100.0
-    return value, ([float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))] if draws else None)
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
 
 
 def bootstrap_intervals(truth, probs, class_names, resamples=1000, level=0.95, seed=0):
@@ -137,7 +145,6 @@ def bootstrap_intervals(truth, probs, class_names, resamples=1000, level=0.95, s
     truth = np.asarray(truth, np.int64)
     probs = np.asarray(probs, np.float64)
     rng = np.random.default_rng(seed)
-    tail = (1.0 - level) / 2.0 * 100.0
     draws = {"balanced_accuracy": [], "mean_auc": [], **{name: [] for name in class_names}}
     for _ in range(int(resamples)):
         pick = rng.integers(0, len(truth), len(truth))
@@ -151,10 +158,7 @@ def bootstrap_intervals(truth, probs, class_names, resamples=1000, level=0.95, s
                 aucs.append(value)
         if aucs:
             draws["mean_auc"].append(float(np.mean(aucs)))
-
-    def interval(values):
-        values = [v for v in values if v is not None and np.isfinite(v)]
-        return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))] if values else None
     return {"level": level, "resamples": int(resamples), "seed": seed,
-            "balanced_accuracy": interval(draws["balanced_accuracy"]), "mean_auc": interval(draws["mean_auc"]),
-            "auc": {name: interval(draws[name]) for name in class_names}}
+            "balanced_accuracy": percentile_interval(draws["balanced_accuracy"], level),
+            "mean_auc": percentile_interval(draws["mean_auc"], level),
+            "auc": {name: percentile_interval(draws[name], level) for name in class_names}}
