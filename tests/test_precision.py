@@ -99,6 +99,10 @@ def test_bfloat16_checkpoint_loads_into_float32_model_and_back(trained, tmp_path
     out, _, _, _ = bf16.run_inference([image])
     assert all(v.dtype == np.float32 for v in out.values())
     ref, _, _, _ = fp32.run_inference([image])
-    # Same proposals up to bfloat16 rounding of the features: most boxes within a pixel (64 px image).
-    close = np.abs(out["rpn_rois"][0] - ref["rpn_rois"][0]).max(axis=1) < 1.5 / 64
+    # Same proposals up to bfloat16 rounding of the features: most boxes within a pixel (64 px image)
+    # of a float32 proposal. Matched by nearest box, not by row: rounding can reorder near-tied
+    # scores, and row-by-row this 2-step model scored 0.48 once (a clean-clone run, session 9).
+    ours, theirs = out["rpn_rois"][0], ref["rpn_rois"][0]
+    nearest = np.abs(ours[:, None, :] - theirs[None, :, :]).max(axis=2).min(axis=1)
+    close = nearest < 1.5 / 64
     assert close.mean() > 0.5
