@@ -76,6 +76,16 @@ def classifier_row(folder, melanoma):
             "images_per_second": calibration.get("images_per_second")}
 
 
+def share_crop_cache(folder, shared):
+    """Point folder/runs/crop_cache at one shared cache, so variants with the same segmenter crop each image once."""
+    logs = os.path.join(folder, "runs")
+    link = os.path.join(logs, "crop_cache")
+    os.makedirs(shared, exist_ok=True)
+    os.makedirs(logs, exist_ok=True)
+    if not os.path.lexists(link):
+        os.symlink(os.path.abspath(shared), link)
+
+
 def classifier_commands(data, classes, folder, seed, minutes, segmenter, mask_mode, extra):
     logs = os.path.join(folder, "runs")
     train = ["--mode", "train", "--model", "classifier", "--dataset", data, "--classes", classes,
@@ -121,6 +131,8 @@ def main(argv=None):
                 sys.exit("isic2017: pass --segmenter RUN (a Mask R-CNN run that has not seen these images)")
             for variant, mask_mode in VARIANTS.items():
                 folder = os.path.join(out, f"seed{seed}", variant)
+                if mask_mode and not args.dry_run:
+                    share_crop_cache(folder, os.path.join(out, "crop_cache"))
                 for cmd in classifier_commands(data, classes, folder, seed, args.minutes,
                                                args.segmenter if mask_mode else None, mask_mode, extra):
                     run(cmd, args.dry_run)
