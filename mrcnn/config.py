@@ -154,7 +154,7 @@ class Config:
     # (Matterport), "bfloat16" (mixed: float32 weights and geometry, bfloat16
     # convolutions; 2.5x the float32 conv rate on CPUs with AVX512_BF16, 6x
     # slower where bfloat16 is emulated) or "auto": bfloat16 where the CPU
-    # executes it natively (avx512_bf16 / amx_bf16 flags) or on a GPU, float32
+    # executes it natively (avx512_bf16 / amx_bf16 flags, oneDNN on) or on a GPU, float32
     # elsewhere (mrcnn.runtime). Weights are float32 in every case.
     COMPUTE_DTYPE = "auto"
     # Mask-head probability at or above which a pixel belongs to a detection's

@@ -64,8 +64,8 @@ def test_bfloat16_inference_model_keeps_geometry_and_weights_float32(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     if not runtime.native_bfloat16():
-        pytest.skip("bfloat16 training only where the CPU executes bfloat16 natively (avx512_bf16 / "
-                    "amx_bf16 flags or a GPU); here it is emulated and slow")
+        pytest.skip("bfloat16 training only where bfloat16 runs natively (avx512_bf16 / amx_bf16 flags with "
+                    "oneDNN on, or a GPU); here it is emulated and slow")
     logs = str(tmp_path_factory.mktemp("bf16"))
     model = modellib.MaskRCNN("training", Bf16Config(), logs)
     before = {w.path: w.numpy() for w in model.keras_model.trainable_weights}

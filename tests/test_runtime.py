@@ -24,16 +24,23 @@ def fake_flags(monkeypatch):
         monkeypatch.setitem(runtime._state, "flags", frozenset(flags))
         monkeypatch.setattr(runtime, "_gpu_visible", lambda: False)
         monkeypatch.delitem(runtime._state, "logged_dtype", raising=False)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
     return set_flags
 
 
-def test_auto_precision_is_bfloat16_only_where_native(fake_flags):
+def test_auto_precision_is_bfloat16_only_where_native(fake_flags, monkeypatch):
     fake_flags({"avx2", "fma", "avx512f"})
     assert runtime.resolve_compute_dtype("auto") == "float32"
     fake_flags({"avx2", "avx512f", "avx512_bf16"})
     assert runtime.resolve_compute_dtype("auto") == "bfloat16"
     fake_flags({"avx2", "amx_bf16", "amx_tile"})
     assert runtime.resolve_compute_dtype("auto") == "bfloat16"
+    # oneDNN off: TensorFlow's Eigen kernels emulate bfloat16 even on such a CPU.
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    monkeypatch.delitem(runtime._state, "logged_dtype", raising=False)
+    assert runtime.resolve_compute_dtype("auto") == "float32"
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
     # An explicit choice is kept whatever the CPU.
     fake_flags({"avx2"})
     assert runtime.resolve_compute_dtype("bfloat16") == "bfloat16"
