@@ -218,7 +218,7 @@ def phase_train(spec):
     import tensorflow as tf
     from mrcnn.data import DataGenerator
     from mrcnn.model import LAYER_REGEX, MaskRCNN
-    from mrcnn.training import MaskRCNNTrainer
+    from mrcnn.training import MaskRCNNTrainer, build_optimizer
     size = spec["size"]
     if spec["config"].startswith("lesion"):
         # The model lesions.py --mode train builds (LesionConfig: Adam, group norm, batch 2).
@@ -241,6 +241,7 @@ def phase_train(spec):
     model.set_trainable(LAYER_REGEX["all"])
     trainer = MaskRCNNTrainer(model.keras_model, config)
     trainer.compile(optimizer=optimizer)
+    build_optimizer(trainer.optimizer, model.keras_model.trainable_variables)  # as MaskRCNN.train does
     build_s = time.perf_counter() - t0
     generator = DataGenerator(dataset, config, shuffle=False, workers=1)
     batch = {k: tf.constant(v) for k, v in generator[0].items()}

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.training import build_optimizer
 from skinlesion import scoring
 from skinlesion.classifier import ClassifierConfig, build_classifier, model_inputs
 from skinlesion.classifier_data import CropCache, CropSequence
@@ -240,6 +241,7 @@ def train_classifier(config, train_items, val_items, logs, segmenter=None, cache
         log.info("criteria head: %s", ", ".join(f"{o.name} ({n} known)" for o, n in zip(sequence.outputs, known)))
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=float(config.WEIGHT_DECAY)),
                   loss=loss, loss_weights=loss_weights, weighted_metrics=weighted_metrics)
+    build_optimizer(model.optimizer, model.trainable_variables)
     validation = ValidationScore(config, cache, val_items, class_names, run_dir)
     callbacks = [validation, keras.callbacks.CSVLogger(os.path.join(run_dir, "losses.csv"))]
     if float(config.MINUTES) > 0:
