@@ -35,6 +35,12 @@ class ConfigError(ValueError):
     """A Config field holds a value the model cannot use."""
 
 
+def nearest_fields_hint(name, fields, otherwise=""):
+    """"; did you mean A, B?" for the field names closest to ``name``, else ``otherwise``."""
+    near = difflib.get_close_matches(str(name).upper(), list(fields), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(near)}?" if near else otherwise
+
+
 class Config:
     """Base configuration. Field names and defaults follow Matterport's."""
 
@@ -287,9 +293,8 @@ class Config:
         """setattr for each {FIELD: value}; ConfigError naming a field the class does not have."""
         for name, value in fields.items():
             if not name.isupper() or not hasattr(type(self), name):
-                near = difflib.get_close_matches(str(name).upper(), self.field_names(), n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(near)}?" if near else \
-                    "; fields are upper-case attributes such as IMAGE_MAX_DIM or LEARNING_RATE"
+                hint = nearest_fields_hint(name, self.field_names(), "; fields are upper-case attributes "
+                                                                     "such as IMAGE_MAX_DIM or LEARNING_RATE")
                 raise ConfigError(f"{type(self).__name__}.{name}: unknown field{hint}")
             setattr(self, name, value)
 

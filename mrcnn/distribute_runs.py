@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from . import distribute
+from . import distribute, runs
 
 log = logging.getLogger("mrcnn.distribute")
 
@@ -33,7 +33,6 @@ def mark_run(model, status):
 
 def unfinished_run(model_dir, name):
     """The newest checkpoint of the newest multi-worker run under model_dir of config NAME still "running", or None."""
-    from . import runs
     try:
         checkpoint = runs.find_last_checkpoint(model_dir, name)
     except FileNotFoundError:
@@ -56,7 +55,6 @@ def resume_unfinished_run(model):
     epoch, so all workers go on at the next epoch (--logs need not be shared).
     Nothing happens in a single process.
     """
-    from . import runs
     from .weights import load_weights_by_name
     if not distribute.in_multi_worker(model.strategy):
         return None
@@ -75,7 +73,7 @@ def resume_unfinished_run(model):
     text = f"{int(stamp):014d}"
     # The chief's checkpoint path names the run folder and epoch (set_log_dir parses it; no file is read).
     model.set_log_dir(os.path.join(model.model_dir, f"{name}{text[:8]}T{text[8:]}",
-                                   f"mask_rcnn_{name}_{int(epoch):04d}.weights.h5"))
+                                   runs.checkpoint_name(name, epoch)))
     log.info("resuming the unfinished multi-worker run %s at epoch %d (worker %d of %d)",
              model.log_dir, model.epoch + 1, distribute.task_index(), distribute.num_workers())
     return model.epoch

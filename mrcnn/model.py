@@ -171,7 +171,7 @@ class MaskRCNN:
             self.log_dir, _, self.epoch = parsed
         else:
             self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M%S}")
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.weights.h5")
+        self.checkpoint_path = os.path.join(self.log_dir, runs.checkpoint_name(name))
 
     # -------------------------------------------------------------- training
     def set_trainable(self, layer_regex, verbose=0):

@@ -4,11 +4,10 @@ Config.parse_overrides and Config.from_overrides delegate here. Values are
 read as Python literals, never run as code.
 """
 import ast
-import difflib
 
 import numpy as np
 
-from .config import ConfigError
+from .config import ConfigError, nearest_fields_hint
 
 
 def parse_overrides(config_class, pairs, reserved=None):
@@ -30,9 +29,7 @@ def parse_overrides(config_class, pairs, reserved=None):
         key, raw = pair.split("=", 1)
         key = key.strip().upper()
         if key not in fields:
-            near = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise ConfigError(f"--config {key}: unknown Config field{hint}")
+            raise ConfigError(f"--config {key}: unknown Config field{nearest_fields_hint(key, fields)}")
         if reserved and key in reserved:
             raise ConfigError(f"--config {key}: {reserved[key]}")
         try:

@@ -15,6 +15,17 @@ CONFIG_FILE = "config.json"
 _RUN_FOLDER = r"(\d{8}T\d{4,6})"
 
 
+def checkpoint_name(name, epoch=None):
+    """``mask_rcnn_<name>_<epoch:04d>.weights.h5`` for config NAME ``name``.
+
+    epoch None gives the template with ``{epoch:04d}`` left in, for the
+    checkpoint callback to fill (1-based epochs).
+    """
+    if epoch is None:
+        return f"mask_rcnn_{name.lower()}_{{epoch:04d}}.weights.h5"
+    return f"mask_rcnn_{name.lower()}_{int(epoch):04d}.weights.h5"
+
+
 def checkpoint_pattern(name):
     """Regex of a checkpoint file name of config NAME ``name`` (group 1: the epoch)."""
     return re.compile(rf"^mask_rcnn_{re.escape(name.lower())}_(\d{{4}})\.weights\.h5$")
