@@ -59,24 +59,20 @@ def key(output):
     return PREFIX + output.name
 
 
-def criteria_features(model_or_none, pooled, features):
+def criteria_features(pooled, features):
     """The criteria heads' input [B, 2C]: the diagnosis head's pooled features [B, C] beside the
     maximum of the backbone features [B, h, w, C] over positions.
 
     A structure is there when it is anywhere: a few dots or a streak at one
-    edge move a spatial mean little, their maximum much. model_or_none: a
-    built classifier whose layers to reuse (Grad-CAM), or None to make them.
+    edge move a spatial mean little, their maximum much.
     """
-    if model_or_none is None:
-        peak = keras.layers.GlobalMaxPooling2D(name="criteria_max_pool")(features)
-        return keras.layers.Concatenate(name="criteria_features")([pooled, peak])
-    peak = model_or_none.get_layer("criteria_max_pool")(features)
-    return model_or_none.get_layer("criteria_features")([pooled, peak])
+    peak = keras.layers.GlobalMaxPooling2D(name="criteria_max_pool")(features)
+    return keras.layers.Concatenate(name="criteria_features")([pooled, peak])
 
 
 def add_heads(pooled, features, outputs):
     """Keras tensors {criterion_<name>: [B, units]} (float32) from pooled [B, C] and features [B, h, w, C]."""
-    joined = criteria_features(None, pooled, features)
+    joined = criteria_features(pooled, features)
     heads = {}
     for out in outputs:
         activation = "sigmoid" if out.binary else "softmax"

@@ -11,6 +11,7 @@ rectified, is the map), and a table of the criteria the classifier found
 beside the dataset's own where it has them.
 """
 import logging
+import weakref
 
 import keras
 import numpy as np
@@ -19,7 +20,7 @@ import tensorflow as tf
 from skinlesion import criteria as crit
 from skinlesion import report_figures as figures
 from skinlesion.classifier import lesion_crop, model_inputs
-from skinlesion.classifier_criteria import DIAGNOSIS, criteria_features, criteria_record, key
+from skinlesion.classifier_criteria import DIAGNOSIS, criteria_record, key
 from skinlesion.report_figures import note as _note, table as _table
 
 log = logging.getLogger(__name__)
@@ -27,26 +28,27 @@ log = logging.getLogger(__name__)
 SECTION_IMAGES = 6
 
 
-def _backbone(model):
-    """The nested feature-extractor model inside a build_classifier model."""
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(nested) != 1:
-        raise ValueError(f"{model.name}: expected one backbone model inside, found {len(nested)}")
-    return nested[0]
+# One features-and-outputs model per classifier (weak keys: gone with the classifier).
+_GRADCAM_MODELS = weakref.WeakKeyDictionary()
 
 
-def _heads(model, config, features, mask):
-    """The classifier's outputs recomputed from backbone features [1, h, w, C] (mask [1, S, S, 1] or None)."""
-    if config.MASK_MODE == "attention":
-        pooled = model.get_layer("mask_attention")(features, mask)
-    else:
-        pooled = model.get_layer("pool")(features)
-    outputs = {DIAGNOSIS: model.get_layer(DIAGNOSIS)(pooled)}
-    names = [layer.name for layer in model.layers if layer.name.startswith("criterion_")]
-    if names:
-        joined = criteria_features(model, pooled, features)
-        outputs.update({name: model.get_layer(name)(joined) for name in names})
-    return outputs
+def _features_and_outputs(model, config):
+    """keras.Model over the classifier's own graph: its inputs -> (backbone features [B, h, w, C],
+    {output name: [B, units]}).
+
+    The features are the backbone's output as the classifier's pooling layer
+    receives it (``pool``, or ``mask_attention`` with the mask beside it), so
+    the map follows whatever the heads do with them (mask channel, attention,
+    criteria heads) without a second copy of that wiring.
+    """
+    if model not in _GRADCAM_MODELS:
+        if config.MASK_MODE == "attention":
+            features = model.get_layer("mask_attention").input[0]
+        else:
+            features = model.get_layer("pool").input
+        outputs = model.output if isinstance(model.output, dict) else {DIAGNOSIS: model.output}
+        _GRADCAM_MODELS[model] = keras.Model(model.input, [features, outputs], name=f"{model.name}_gradcam")
+    return _GRADCAM_MODELS[model]
 
 
 def gradcam(model, config, crop, crop_mask, output=DIAGNOSIS, index=0):
@@ -57,17 +59,13 @@ def gradcam(model, config, crop, crop_mask, output=DIAGNOSIS, index=0):
     unit (class or level; 0 for a binary criterion). The map is computed on
     the backbone's last feature map and resized to the crop.
     """
-    x = model_inputs(config, crop[None], crop_mask[None])
-    image = x["image"] if isinstance(x, dict) else x
-    mask = tf.constant(x["mask"]) if isinstance(x, dict) else None
-    pixels = tf.constant(image)
-    if config.MASK_MODE == "channel":
-        joined = tf.concat([pixels, 255.0 * mask], axis=-1)
-        pixels = model.get_layer("mask_channel_adapter")(joined)
-    features = _backbone(model)(pixels, training=False)
+    x = tf.nest.map_structure(tf.constant, model_inputs(config, crop[None], crop_mask[None]))
     with tf.GradientTape() as tape:
-        tape.watch(features)
-        score = _heads(model, config, features, mask)[output][0, int(index)]
+        # Watching the pixels records every op after them, frozen layers included (not the
+        # mask: the attention weights resize it by area, which has no gradient).
+        tape.watch(x["image"] if isinstance(x, dict) else x)
+        features, outputs = _features_and_outputs(model, config)(x, training=False)
+        score = outputs[output][0, int(index)]
     grads = tape.gradient(score, features)
     weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy()
