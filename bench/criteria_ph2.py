@@ -43,13 +43,13 @@ def load_ph2(path, margin, size):
     from skinlesion.classifier import lesion_crop
     from skinlesion.classifier_data import ClassifierItem
     from skinlesion.labelled import load_labelled, read_image
-    from mrcnn.dataset import read_image_rgb
+    from skinlesion.layouts import read_mask_bool
     records, summary = load_labelled(path, "all", "ph2")
     items = []
     for record in records:
         def load(r=record):
             image = read_image(r)
-            mask = read_image_rgb(r.mask_path)[..., 0] > 127
+            mask = read_mask_bool(r.mask_path)  # the ISIC rule, as LesionDataset reads masks
             return lesion_crop(image, mask, margin, size)[0]
         items.append(ClassifierItem(record.image_id, load, int(record.class_index), criteria=record.criteria))
     missing = sum(1 for r in records if not r.criteria)

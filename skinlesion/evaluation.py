@@ -119,6 +119,8 @@ def attribute_pair(info, result, class_names):
     prediction of an attribute is the union of its class's detections.
     """
     from skinlesion.layouts import read_mask_bool
+    # Read from the files again on purpose: load_mask's instances leave out components under
+    # attribute_masks.MIN_COMPONENT_PIXELS, and the ISIC score counts every pixel of the mask.
     truth = {name: read_mask_bool(path) for name, path in (info.get("attribute_masks") or {}).items()}
     masks, class_ids = np.asarray(result["masks"], bool), np.asarray(result["class_ids"])
     prediction = {name: masks[..., class_ids == k].any(axis=-1) for k, name in enumerate(class_names) if k}
