@@ -15,6 +15,9 @@ Rows (each a lesions.py command plus a scorer; ``--rows`` picks them):
   bench/ph2.py) moved onto larger skin canvases so each lesion covers
   ``--low``-``--high`` (2-10 %) of the image (skinlesion.reframe: no pixel
   resampled, masks exact), Jaccard against the moved masks.
+- ``square``: the same test images cut to their largest square holding the
+  lesion (skinlesion.reframe.square_crop: no resampling, masks exact), the
+  frame shape of the ISIC copies; Jaccard against the cut masks.
 - ``ph2test``: the same test images at their own framing (reference).
 - ``ph2all``: all 200 PH2 images (for a model that never saw PH2, such as
   the synthetic demo: how far the generator is from real dermoscopy).
@@ -39,7 +42,7 @@ else:  # run as a script: bench/ is sys.path[0]
     import common
 
 SHARED = common.SHARED_DATA
-ROWS = ("isic", "moved", "ph2test", "ph2all", "ham")
+ROWS = ("isic", "moved", "square", "ph2test", "ph2all", "ham")
 from skinlesion.scoring import SEGMENTATION_METRICS  # noqa: E402  (after common's path setup)
 
 SEG_KEYS = SEGMENTATION_METRICS[:5]  # the table leaves pixel accuracy out
@@ -171,7 +174,7 @@ def main(argv=None):
     parser.add_argument("--logs", default=common.LOGS,
                         help="lesions.py --logs (finds the run's config.json; default <repo root>/logs)")
     common.add_out_argument(parser, "cross", "output folder")
-    parser.add_argument("--rows", default="isic,moved,ph2test,ham", help="comma list of " + ", ".join(ROWS))
+    parser.add_argument("--rows", default="isic,moved,square,ph2test,ham", help="comma list of " + ", ".join(ROWS))
     parser.add_argument("--isic", default=os.path.join(SHARED, "ISIC2017_Training_256"))
     parser.add_argument("--isic-limit", type=int, default=0, help="seeded sample of N ISIC images (0 = all 2000)")
     parser.add_argument("--plausible", type=float, default=0.005, help="smallest plausible lesion share")
@@ -215,6 +218,14 @@ def main(argv=None):
                                           os.path.join(folder, "masks"))
                 result["lesion_share_median"] = float(np.median([m["share_after"] for m in moves]))
                 result["lesion_share_before_median"] = float(np.median([m["share_before"] for m in moves]))
+                results["rows"][row] = result
+            elif row == "square":
+                from skinlesion.reframe import write_square_folder
+                folder = os.path.join(args.out, "square_data")
+                cuts = write_square_folder(ph2_pairs(args, "test"), folder)
+                result = segmentation_row(args, base, log_path, "square", os.path.join(folder, "images"),
+                                          os.path.join(folder, "masks"))
+                result["lesion_kept_min"] = min(c["lesion_kept"] for c in cuts)
                 results["rows"][row] = result
             elif row in ("ph2test", "ph2all"):
                 folder = os.path.join(args.out, f"{row}_data")

@@ -1,4 +1,4 @@
-"""Move a lesion to another scale exactly: the image is placed unchanged on a larger skin canvas.
+"""Move a lesion to another scale or frame exactly: the image placed unchanged on a larger skin canvas, or cut square.
 
 Used by the cross-dataset benchmark (``bench/cross_dataset.py``) to ask how a
 model trained on PH2's framing (lesions covering a median 23 % of the image)
@@ -8,6 +8,9 @@ the moved mask is the original mask padded with zeros, and a moved image
 scored against its moved mask measures detection at the new scale, not
 interpolation. The canvas is skin in the image's own colours
 (``skinlesion.augment.skin_canvas``), blended into the image's border.
+``square_crop`` cuts the largest square holding the lesion, so a model
+trained on PH2's 768x560 frame can be scored on the square frames of the
+ISIC copies with exact masks.
 """
 import os
 
@@ -60,6 +63,44 @@ def move_to_scale(image, mask, target_area, seed=0, offset=None):
     moved = np.zeros((H, W), bool)
     moved[top:top + h, left:left + w] = lesion
     return out, moved, (top, left)
+
+
+def square_crop(image, mask):
+    """The largest square of ``image`` that holds its lesion where it can, cut exactly (no resampling).
+
+    image: uint8 [h, w, 3]; mask: bool or uint8 [h, w]. Side min(h, w); along
+    the longer side the square is centred on the lesion's box, moved inside
+    the image. Returns (image uint8 [s, s, 3], mask bool [s, s], (top, left)).
+    """
+    image = np.asarray(image, np.uint8)
+    lesion = np.asarray(mask) > 0
+    if lesion.shape != image.shape[:2]:
+        raise ValueError(f"square_crop: mask shape {lesion.shape} differs from image shape {image.shape[:2]}")
+    h, w = image.shape[:2]
+    side = min(h, w)
+    ys, xs = np.nonzero(lesion)
+    cy, cx = ((ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2) if len(ys) else (h / 2, w / 2)
+    top = int(np.clip(round(cy - side / 2), 0, h - side))
+    left = int(np.clip(round(cx - side / 2), 0, w - side))
+    return image[top:top + side, left:left + side].copy(), lesion[top:top + side, left:left + side].copy(), \
+        (top, left)
+
+
+def write_square_folder(pairs, out_dir):
+    """Write square crops (square_crop) of (stem, image, mask) pairs as a plain folder layout.
+
+    Returns [{"stem", "side", "top", "left", "lesion_kept"}]: lesion_kept is
+    the share of the lesion's pixels inside the square (1.0 for nearly every
+    PH2 image).
+    """
+    rows = []
+    for stem, image, mask in pairs:
+        cut, cut_mask, (top, left) = square_crop(image, mask)
+        write_pair(out_dir, stem, cut, cut_mask)
+        total = int((np.asarray(mask) > 0).sum())
+        rows.append({"stem": stem, "side": cut.shape[0], "top": top, "left": left,
+                     "lesion_kept": round(float(cut_mask.sum()) / total, 5) if total else 1.0})
+    return rows
 
 
 def write_pair(out_dir, stem, image, mask):

@@ -3,9 +3,10 @@ the scale-moving tool maps masks exactly, and the anchors cover lesions of 1-80 
 import numpy as np
 import pytest
 
-from skinlesion.augment import (DermoscopyAugmentation, LesionScale, dark_field, ink_and_ruler, lesion_union,
-                                skin_canvas, vignette, white_balance)
-from skinlesion.reframe import canvas_shape_for, move_to_scale, write_moved_folder
+from skinlesion.augment import (DermoscopyAugmentation, FrameAspect, LesionScale, aspect_window, dark_field,
+                                dermoscopy_augmentation, ink_and_ruler, lesion_union, skin_canvas, vignette,
+                                white_balance)
+from skinlesion.reframe import canvas_shape_for, move_to_scale, square_crop, write_moved_folder
 
 
 def lesion_image(h=240, w=320, box=(60, 100, 180, 230), seed=0):
@@ -172,3 +173,53 @@ def test_cli_augmentation_reframes_real_data_but_not_the_synthetic_demo():
     assert isinstance(runs.augmentation_for("default").scale, LesionScale)
     assert runs.augmentation_for("strong").scale.p == 0.5
     assert runs.augmentation_for("default", synthetic=True).scale is None
+
+
+# ---------------------------------------------------------------- frame shape
+
+@pytest.mark.parametrize("aspect", [2 / 3, 0.8, 1.0, 1.25, 1.5])
+def test_frame_aspect_cuts_to_the_asked_shape_and_keeps_the_lesion_with_its_mask(aspect):
+    image, mask = lesion_image()  # 320 x 240 (width / height 1.33), lesion box 130 x 120
+    out, masks = FrameAspect(p=1.0).apply(image, [mask], aspect, np.random.default_rng(0))
+    h, w = out.shape[:2]
+    assert masks[0].shape == (h, w)
+    assert w / h == pytest.approx(aspect, abs=0.01)
+    assert h == 240 or w == 320  # the largest window of that shape
+    assert masks[0].sum() == mask.sum()  # the whole lesion stays in view
+    assert np.array_equal(masks[0] > 0, blue(out))  # cut exactly as the pixels
+
+
+def test_aspect_window_holds_the_box_and_centres_a_box_too_long_for_it():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        top, left, h, w = aspect_window((240, 320), (60, 100, 180, 230), 1.0, rng)
+        assert (h, w) == (240, 240) and top == 0 and left <= 100 and left + w >= 230
+    # A box 300 px wide in a 240 px square: centred on it.
+    top, left, h, w = aspect_window((240, 400), (10, 50, 200, 350), 1.0, rng)
+    assert (h, w) == (240, 240) and left == 80
+
+
+def test_frame_aspect_draws_square_and_other_frames_and_leaves_the_rest():
+    image, mask = lesion_image()
+    frame = FrameAspect(p=0.5, square_p=0.4)
+    rng = np.random.default_rng(1)
+    shapes = [frame(image=image, masks=[mask], rng=rng)["image"].shape[:2] for _ in range(200)]
+    unchanged = sum(s == image.shape[:2] for s in shapes) / 200
+    square = sum(s[0] == s[1] for s in shapes) / 200
+    assert 0.4 < unchanged < 0.65 and 0.12 < square < 0.3
+    with pytest.raises(ValueError, match="aspect_range"):
+        FrameAspect(aspect_range=(1.2, 1.5))
+
+
+def test_training_augmentation_cuts_frames_only_for_real_data():
+    assert dermoscopy_augmentation(reframe=True).aspect.p == 0.5
+    assert dermoscopy_augmentation(reframe=False).aspect is None
+    assert DermoscopyAugmentation().aspect is None  # fixed-size batches (the U-Net baseline) keep their size
+
+
+def test_square_crop_is_exact_and_holds_the_lesion():
+    image, mask = lesion_image(h=240, w=400, box=(60, 250, 180, 380))
+    cut, cut_mask, (top, left) = square_crop(image, mask)
+    assert cut.shape == (240, 240, 3) and top == 0
+    assert np.array_equal(cut, image[:, left:left + 240]) and np.array_equal(cut_mask, mask[:, left:left + 240] > 0)
+    assert cut_mask.sum() == mask.sum() and left == 400 - 240  # centred on the lesion, moved inside
