@@ -9,8 +9,10 @@ Rows (each a lesions.py command plus a scorer; ``--rows`` picks them):
 - ``isic``: ``ISIC2017_Training_256`` (real ISIC 2017 images, one lesion each,
   no masks): the share of images whose predicted lesion mask covers a
   plausible area (more than ``--plausible`` = 0.5 % of the image), the share
-  left to the one-lesion fallback, and melanoma AUC from the predicted
-  class probabilities (needs a scheme with a melanoma class, e.g. ``ph2``).
+  left to the one-lesion fallback, melanoma AUC from the predicted
+  class probabilities (needs a scheme with a melanoma class, e.g. ``ph2``),
+  and where the masks lie: their Jaccard with the no-learning Otsu mask
+  (median, and the share above 0.3; a mask beside the lesion scores near 0).
 - ``moved``: the PH2 test split (``--split 0.8,0,0.2 --seed 0``, as
   bench/ph2.py) moved onto larger skin canvases so each lesion covers
   ``--low``-``--high`` (2-10 %) of the image (skinlesion.reframe: no pixel
@@ -47,7 +49,7 @@ from skinlesion.scoring import SEGMENTATION_METRICS  # noqa: E402  (after common
 
 SEG_KEYS = SEGMENTATION_METRICS[:5]  # the table leaves pixel accuracy out
 TABLE_HEADERS = ("row", "images", "Jaccard", "thresholded", "Dice", "plausible share", "confident share", "fallback",
-                 "median lesion share", "melanoma AUC")
+                 "median lesion share", "melanoma AUC", "Otsu Jaccard (median)", "Otsu overlap > 0.3")
 
 
 def run(cmd, log_path):
@@ -96,6 +98,29 @@ def melanoma_auc(prob_csv, truth_csv):
     return float(roc_auc_score(labels, [p[1] for p in pairs])), len(pairs)
 
 
+def otsu_agreement(images_dir, mask_dir, names):
+    """Jaccard [N] of each predicted mask with the no-learning Otsu mask of its image (bench/baselines.otsu_mask).
+
+    The ISIC copies have no masks; a mask on the lesion overlaps the dark
+    region Otsu finds, a mask beside it does not, so this tells where a mask
+    lies, which the plausible-area share cannot (a mask on skin has an area).
+    """
+    from PIL import Image
+    from bench.baselines import otsu_mask
+    from mrcnn.dataset import read_image_rgb
+    scores = []
+    for name in names:
+        stem = os.path.splitext(name)[0]
+        path = os.path.join(mask_dir, f"{stem}_segmentation.png")
+        if not os.path.exists(path):
+            continue
+        predicted = np.asarray(Image.open(path).convert("L")) > 127
+        reference = otsu_mask(read_image_rgb(os.path.join(images_dir, name)))
+        union = np.logical_or(predicted, reference).sum()
+        scores.append(float(np.logical_and(predicted, reference).sum() / union) if union else 1.0)
+    return np.array(scores)
+
+
 def isic_row(args, base, log_path):
     """Predict on ISIC2017_Training_256 (or a seeded sample of it) and score plausibility and melanoma AUC."""
     from skinlesion.layouts.files import IMAGE_EXTENSIONS
@@ -120,12 +145,16 @@ def isic_row(args, base, log_path):
     values = np.array(list(shares.values()))
     auc, paired = melanoma_auc(os.path.join(out, "probabilities.csv"),
                                os.path.join(args.isic, "ISIC-2017_Training_Classes.csv"))
+    agreement = otsu_agreement(sample, os.path.join(out, "masks"), names)
     return {"images": len(values), "plausible_share": float(np.mean(values > args.plausible)),
             "confident_share": float(1 - low / max(1, len(records))),
             "fallback_share": float(fallback / max(1, len(records))),
             "empty": int(np.sum(values == 0)), "fallback": fallback, "low_confidence": low,
             "median_lesion_share": float(np.median(values)) if len(values) else None,
-            "melanoma_auc": auc, "auc_images": paired, "seconds": round(seconds, 1), "command": " ".join(cmd)}
+            "melanoma_auc": auc, "auc_images": paired, "seconds": round(seconds, 1),
+            "otsu_jaccard_median": float(np.median(agreement)) if len(agreement) else None,
+            "otsu_overlap_share": float(np.mean(agreement > 0.3)) if len(agreement) else None,
+            "command": " ".join(cmd)}
 
 
 def ph2_pairs(args, subset):
@@ -250,7 +279,8 @@ def main(argv=None):
             continue
         table.append((name, *(fmt(r.get(k)) for k in ("images", "jaccard", "threshold_jaccard", "dice",
                                                       "plausible_share", "confident_share", "fallback")),
-                      fmt(r.get("median_lesion_share", r.get("lesion_share_median"))), fmt(r.get("melanoma_auc"))))
+                      fmt(r.get("median_lesion_share", r.get("lesion_share_median"))), fmt(r.get("melanoma_auc")),
+                      fmt(r.get("otsu_jaccard_median")), fmt(r.get("otsu_overlap_share"))))
     lines = [f"weights: `{args.weights}`; tta {args.tta}, refine {args.refine}; "
              f"machine: {common.machine_summary(results['machine'])}", "",
              common.markdown_table(TABLE_HEADERS, table)]
