@@ -66,8 +66,9 @@ def test_lesion_scale_draws_log_uniform_targets_and_skips_images_without_lesions
 
 
 def test_full_augmentation_keeps_masks_on_lesions():
-    """Flips, rotation, affine and re-framing move image and mask together (colour changes off)."""
-    aug = DermoscopyAugmentation(strong=False, seed=0, scale_p=1.0, appearance=False, hair_probability=0.0)
+    """Frame cuts, flips, rotation, affine and re-framing move image and mask together (colour changes off)."""
+    aug = DermoscopyAugmentation(strong=False, seed=0, scale_p=1.0, appearance=False, hair_probability=0.0,
+                                 aspect_p=1.0)
     aug.compose = type(aug.compose)([t for t in aug.compose.transforms if "Color" not in type(t).__name__])
     image, mask = lesion_image()
     for _ in range(12):
