@@ -112,6 +112,8 @@ def main(argv=None):
                         help="scheme (default: the melanoma-vs-rest scheme for isic2017, ph2 for ph2)")
     parser.add_argument("--segmenter", default=None, help="isic2017: the Mask R-CNN run giving the crops")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"isic2017: comma list of {', '.join(VARIANTS)} (default all)")
     parser.add_argument("--minutes", type=float, default=30.0, help="classifier training budget per run")
     parser.add_argument("--seg-minutes", type=float, default=30.0, help="ph2: Mask R-CNN budget per seed")
     parser.add_argument("--mask-mode", default="attention", help="ph2: the classifier's MASK_MODE")
@@ -119,6 +121,9 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     common.add_out_argument(parser, os.path.join("bench_classifier"), "output folder")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     data = args.data or DATASETS[args.dataset]
     classes = args.classes or ("melanoma" if args.dataset == "isic2017" else "ph2")
     melanoma = "melanoma"
@@ -129,7 +134,8 @@ def main(argv=None):
         if args.dataset == "isic2017":
             if not args.segmenter:
                 sys.exit("isic2017: pass --segmenter RUN (a Mask R-CNN run that has not seen these images)")
-            for variant, mask_mode in VARIANTS.items():
+            for variant in args.variants.split(","):
+                mask_mode = VARIANTS[variant]
                 folder = os.path.join(out, f"seed{seed}", variant)
                 if mask_mode and not args.dry_run:
                     share_crop_cache(folder, os.path.join(out, "crop_cache"))
