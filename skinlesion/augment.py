@@ -50,6 +50,18 @@ def lesion_union(masks, shape):
     return union
 
 
+def mask_box(mask):
+    """Bounding box (y1, x1, y2, x2) of a mask (y2, x2 exclusive), or None when it is empty.
+
+    mask: bool or numeric [H, W] (non-zero is lesion).
+    """
+    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
 def skin_pixels(image, lesion):
     """Pixels that show skin: off the (dilated) lesion and not in a dark field or vignetted corner.
 
@@ -217,9 +229,7 @@ class FrameAspect:
 
     def apply(self, image, masks, aspect, rng):
         """Cut to frame ``aspect`` (deterministic given rng). Returns (image, masks)."""
-        lesion = lesion_union(masks, image.shape)
-        ys, xs = np.nonzero(lesion)
-        box = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) if len(ys) else None
+        box = mask_box(lesion_union(masks, image.shape))
         top, left, h, w = aspect_window(image.shape[:2], box, aspect, rng)
         cut = np.ascontiguousarray(image[top:top + h, left:left + w])
         return cut, [np.ascontiguousarray(np.asarray(m)[top:top + h, left:left + w]) for m in masks]

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.config import ConfigError
+from skinlesion.augment import mask_box
 
 log = logging.getLogger(__name__)
 
@@ -170,18 +171,6 @@ class ClassifierConfig:
 
 
 # --------------------------------------------------------------------- crops
-def mask_box(mask):
-    """Bounding box (y1, x1, y2, x2) of a mask (y2, x2 exclusive), or None when it is empty.
-
-    mask: bool or numeric [H, W] (non-zero is lesion).
-    """
-    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
-    if not len(rows):
-        return None
-    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
-    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
-
-
 def square_window(box, image_shape, margin):
     """The square crop window around a lesion box: (y1, x1, y2, x2) ints, possibly beyond the image.
 

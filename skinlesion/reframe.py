@@ -17,7 +17,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from skinlesion.augment import paste_lesion, skin_canvas
+from skinlesion.augment import mask_box, paste_lesion, skin_canvas
 
 
 def canvas_shape_for(shape, lesion_area, target_area):
@@ -78,8 +78,8 @@ def square_crop(image, mask):
         raise ValueError(f"square_crop: mask shape {lesion.shape} differs from image shape {image.shape[:2]}")
     h, w = image.shape[:2]
     side = min(h, w)
-    ys, xs = np.nonzero(lesion)
-    cy, cx = ((ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2) if len(ys) else (h / 2, w / 2)
+    box = mask_box(lesion)
+    cy, cx = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else (h / 2, w / 2)
     top = int(np.clip(round(cy - side / 2), 0, h - side))
     left = int(np.clip(round(cx - side / 2), 0, w - side))
     return image[top:top + side, left:left + side].copy(), lesion[top:top + side, left:left + side].copy(), \
