@@ -14,9 +14,9 @@ What is chosen, and the measurement behind each choice (bench/README.md,
   flags with oneDNN on, or a GPU), float32 elsewhere. Without those flags
   TensorFlow emulates bfloat16 and a training step ran 6x slower than in
   float32. With them but ``TF_ENABLE_ONEDNN_OPTS=0`` the Eigen kernels
-  emulate it too: a 3x3 convolution (2x64x64x128, Intel Xeon AMX) took
-  27.3 ms in bfloat16 against 22.2 ms in float32, and 3.2 ms in bfloat16
-  with oneDNN on.
+  emulate it too (a one-off check on an Intel Xeon AMX CPU: a 3x3
+  convolution slower in bfloat16 than in float32 with oneDNN off, several
+  times faster with it on).
 - **oneDNN**: TensorFlow's own default, made explicit. TensorFlow turns it
   on for CPUs with AVX-512 VNNI / BF16 / AMX (where the project's earlier
   speed figures were taken) and leaves its Eigen kernels elsewhere. On an
