@@ -66,15 +66,15 @@ def read_json(path):
         return json.load(f)
 
 
-def lesion_shares(mask_dir):
-    """{stem: lesion share of the image} for the *_segmentation.png masks in mask_dir."""
+def read_predicted_masks(mask_dir):
+    """{stem: bool [H, W]} for the *_segmentation.png masks in mask_dir, each file read once."""
     from PIL import Image
-    shares = {}
+    masks = {}
     for name in sorted(os.listdir(mask_dir)):
         if name.endswith("_segmentation.png"):
-            mask = np.asarray(Image.open(os.path.join(mask_dir, name)).convert("L")) > 127
-            shares[name[:-len("_segmentation.png")]] = float(mask.mean())
-    return shares
+            masks[name[:-len("_segmentation.png")]] = np.asarray(
+                Image.open(os.path.join(mask_dir, name)).convert("L")) > 127
+    return masks
 
 
 def melanoma_auc(prob_csv, truth_csv):
@@ -98,23 +98,22 @@ def melanoma_auc(prob_csv, truth_csv):
     return float(roc_auc_score(labels, [p[1] for p in pairs])), len(pairs)
 
 
-def otsu_agreement(images_dir, mask_dir, names):
+def otsu_agreement(images_dir, masks, names):
     """Jaccard [N] of each predicted mask with the no-learning Otsu mask of its image (bench/baselines.otsu_mask).
 
-    The ISIC copies have no masks; a mask on the lesion overlaps the dark
-    region Otsu finds, a mask beside it does not, so this tells where a mask
-    lies, which the plausible-area share cannot (a mask on skin has an area).
+    masks: {stem: bool [H, W]} from read_predicted_masks; names: image file
+    names in images_dir (those without a mask are left out). The ISIC copies
+    have no masks; a mask on the lesion overlaps the dark region Otsu finds,
+    a mask beside it does not, so this tells where a mask lies, which the
+    plausible-area share cannot (a mask on skin has an area).
     """
-    from PIL import Image
     from bench.baselines import otsu_mask
     from mrcnn.dataset import read_image_rgb
     scores = []
     for name in names:
-        stem = os.path.splitext(name)[0]
-        path = os.path.join(mask_dir, f"{stem}_segmentation.png")
-        if not os.path.exists(path):
+        predicted = masks.get(os.path.splitext(name)[0])
+        if predicted is None:
             continue
-        predicted = np.asarray(Image.open(path).convert("L")) > 127
         reference = otsu_mask(read_image_rgb(os.path.join(images_dir, name)))
         union = np.logical_or(predicted, reference).sum()
         scores.append(float(np.logical_and(predicted, reference).sum() / union) if union else 1.0)
@@ -138,14 +137,14 @@ def isic_row(args, base, log_path):
     out = os.path.join(args.out, "isic")
     cmd = [*base("predict"), "--image", sample, "--out", out]
     seconds = run(cmd, log_path)
-    shares = lesion_shares(os.path.join(out, "masks"))
+    masks = read_predicted_masks(os.path.join(out, "masks"))
     records = read_json(os.path.join(out, "predictions.json"))["images"]
     fallback = sum(1 for r in records if r.get("fallback"))
     low = sum(1 for r in records if r.get("low_confidence"))
-    values = np.array(list(shares.values()))
+    values = np.array([float(m.mean()) for m in masks.values()])
     auc, paired = melanoma_auc(os.path.join(out, "probabilities.csv"),
                                os.path.join(args.isic, "ISIC-2017_Training_Classes.csv"))
-    agreement = otsu_agreement(sample, os.path.join(out, "masks"), names)
+    agreement = otsu_agreement(sample, masks, names)
     return {"images": len(values), "plausible_share": float(np.mean(values > args.plausible)),
             "confident_share": float(1 - low / max(1, len(records))),
             "fallback_share": float(fallback / max(1, len(records))),

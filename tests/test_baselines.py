@@ -265,3 +265,24 @@ def test_a_missing_split_file_is_reported_not_raised(tmp_path, capsys):
     status = baselines.main(["otsu", "--split", str(tmp_path / "nope.json"), "--out", str(tmp_path / "out")])
     assert status == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_cross_dataset_mask_reading_and_otsu_agreement(tmp_path):
+    """bench/cross_dataset: each predicted mask read once; agreement is 1 on Otsu's own mask, 0 beside it."""
+    from bench import cross_dataset
+    image, mask = generate(11, (96, 96), diagnosis="melanoma")[:2]
+    images, masks_dir = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks_dir.mkdir()
+    for stem in ("a", "b", "c"):
+        Image.fromarray(image).save(images / f"{stem}.png")
+    reference = baselines.otsu_mask(image)
+    assert reference.any() and not reference.all()
+    Image.fromarray((reference * 255).astype(np.uint8)).save(masks_dir / "a_segmentation.png")
+    Image.fromarray((~reference * 255).astype(np.uint8)).save(masks_dir / "b_segmentation.png")
+    (masks_dir / "notes.txt").write_text("not a mask")
+    masks = cross_dataset.read_predicted_masks(str(masks_dir))
+    assert sorted(masks) == ["a", "b"] and masks["a"].dtype == bool
+    np.testing.assert_array_equal(masks["a"], reference)
+    scores = cross_dataset.otsu_agreement(str(images), masks, ["a.png", "b.png", "c.png"])
+    np.testing.assert_allclose(scores, [1.0, 0.0])  # c has no predicted mask: left out
