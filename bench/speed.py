@@ -14,7 +14,8 @@ Measures (each phase in its own subprocess, so its peak resident memory is its o
   train     one compiled training step, batch 2 at 512 px, 200 ROIs/image, 2000 proposals,
             all layers and batch-norm trainable (as the peer), fixed batch from DataGenerator
   train lesion  the same isolated step with LesionConfig at 256 px (batch 2, its Adam), the model
-            `lesions.py --mode train` builds
+            `lesions.py --mode train` builds, on 8 shuffled batches of the end-to-end row's data
+            with lesions.py's default augmentation (what the loop trains on)
   train_e2e `lesions.py --mode train` itself on a real layout (PH2 from ../shared/data when present,
             else a synthetic folder) for 2 epochs of --e2e-steps steps: seconds per step of the second
             epoch (EpochSummary's figure), beside the isolated LesionConfig step
@@ -58,6 +59,7 @@ SHARED_DATA = common.SHARED_DATA
 RESULT_TAG = "BENCH_RESULT "
 PREDICT_IMAGES = 50
 ISIC_SIZE = (2000, 3008)  # (H, W) of a typical ISIC 2017/2018 image
+LESION_BATCHES = 8  # distinct batches timed for the LesionConfig training row
 
 
 # --------------------------------------------------------------------------- child side
@@ -243,23 +245,33 @@ def phase_train(spec):
     trainer.compile(optimizer=optimizer)
     build_optimizer(trainer.optimizer, model.keras_model.trainable_variables)  # as MaskRCNN.train does
     build_s = time.perf_counter() - t0
-    generator = DataGenerator(dataset, config, shuffle=False, workers=1)
+    augmentation = None
+    if spec["config"].startswith("lesion"):
+        # The batches lesions.py --mode train makes: shuffled, with its default augmentation.
+        # The step's cost follows the batch (the mask head runs on its positives, and the
+        # re-framed lesions give more of them): unaugmented PH2 batches ran 15-20 % faster.
+        from skinlesion.augment import dermoscopy_augmentation  # augmentation_for("default"), seeded
+        augmentation = dermoscopy_augmentation(seed=7)
+    generator = DataGenerator(dataset, config, shuffle=augmentation is not None, augmentation=augmentation,
+                              workers=1, seed=7)
     batch = {k: tf.constant(v) for k, v in generator[0].items()}
     t0 = time.perf_counter()
     logs = trainer.train_on_batch(batch, return_dict=True)
     first_s = time.perf_counter() - t0
-    # LesionConfig: a different real batch per timed step (built beforehand, so loading is not
-    # timed): the mask head's cost follows each batch's positives, as in the training loop.
+    # LesionConfig: a different real batch per timed step, at least LESION_BATCHES of them (built
+    # beforehand, so loading is not timed): the cost varies from batch to batch.
     batches = [batch]
+    repeats = spec["repeats"]
     if spec["config"].startswith("lesion"):
+        repeats = max(repeats, LESION_BATCHES)
         batches = [{k: tf.constant(v) for k, v in generator[i % len(generator)].items()}
-                   for i in range(spec["repeats"] + 1)]
+                   for i in range(repeats + 1)]
     turn = iter(range(10 ** 6))
 
     def step():
         return trainer.train_on_batch(batches[next(turn) % len(batches)])
 
-    median, times, cores = common.timed_median(step, spec["repeats"], warmup=1)
+    median, times, cores = common.timed_median(step, repeats, warmup=1)
     logs = trainer.train_on_batch(batch, return_dict=True)
     return {"s_per_step": round(median, 4), "times": times, "cores_busy": cores,
             "build_s": round(build_s, 2), "first_step_s": round(first_s, 2),
@@ -268,7 +280,8 @@ def phase_train(spec):
             "settings": {"batch": config.BATCH_SIZE, "TRAIN_ROIS_PER_IMAGE": config.TRAIN_ROIS_PER_IMAGE,
                          "POST_NMS_ROIS_TRAINING": config.POST_NMS_ROIS_TRAINING, "layers": "all",
                          "TRAIN_BN": config.TRAIN_BN, "optimizer": type(optimizer).__name__,
-                         "COMPUTE_DTYPE": config.COMPUTE_DTYPE, "distinct_batches": len(batches)}}
+                         "COMPUTE_DTYPE": config.COMPUTE_DTYPE, "distinct_batches": len(batches),
+                         "augmentation": "default" if augmentation is not None else None}}
 
 
 def e2e_dataset(cache_dir):

@@ -427,7 +427,7 @@ class DermoscopyAugmentation:
             transforms += [A.RandomGamma(gamma_limit=(70, 140), p=0.3),
                            A.GaussianBlur(blur_limit=(3, 5), p=0.15),
                            A.ToGray(p=0.05)]
-        self.compose = A.Compose(transforms)
+        self.compose = A.Compose(transforms, seed=seed)
         scale_p = (0.5 if strong else 0.3) if scale_p is None else scale_p
         self.scale = LesionScale(area_range, p=scale_p) if scale_p > 0 else None
         self.aspect = FrameAspect(p=aspect_p) if aspect_p > 0 else None

@@ -224,3 +224,16 @@ def test_square_crop_is_exact_and_holds_the_lesion():
     assert cut.shape == (240, 240, 3) and top == 0
     assert np.array_equal(cut, image[:, left:left + 240]) and np.array_equal(cut_mask, mask[:, left:left + 240] > 0)
     assert cut_mask.sum() == mask.sum() and left == 400 - 240  # centred on the lesion, moved inside
+
+
+def test_seeded_augmentation_repeats_exactly():
+    """seed fixes every random choice (re-framing, albumentations, artefacts): the same input gives the same output."""
+    image, mask = lesion_image()
+    outs = []
+    for _ in range(2):
+        aug = dermoscopy_augmentation(strong=True, seed=3)
+        outs.append([aug(image=image, masks=[mask]) for _ in range(4)])
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["masks"][0], b["masks"][0])
+    assert any(not np.array_equal(outs[0][0]["image"], o["image"]) for o in outs[0][1:])
