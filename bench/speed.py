@@ -15,7 +15,8 @@ Measures (each phase in its own subprocess, so its peak resident memory is its o
             all layers and batch-norm trainable (as the peer), fixed batch from DataGenerator
   train lesion  the same isolated step with LesionConfig at 256 px (batch 2, its Adam), the model
             `lesions.py --mode train` builds, on 8 shuffled batches of the end-to-end row's data
-            with lesions.py's default augmentation (what the loop trains on)
+            with lesions.py's default augmentation (what the loop trains on), timed after 30
+            untimed training steps (a random model's step is cheaper: few positive ROIs)
   train_e2e `lesions.py --mode train` itself on a real layout (PH2 from ../shared/data when present,
             else a synthetic folder) for 2 epochs of --e2e-steps steps: seconds per step of the second
             epoch (EpochSummary's figure), beside the isolated LesionConfig step
@@ -60,6 +61,7 @@ RESULT_TAG = "BENCH_RESULT "
 PREDICT_IMAGES = 50
 ISIC_SIZE = (2000, 3008)  # (H, W) of a typical ISIC 2017/2018 image
 LESION_BATCHES = 8  # distinct batches timed for the LesionConfig training row
+LESION_WARM_STEPS = 30  # untimed training steps before it (as many as one end-to-end epoch)
 
 
 # --------------------------------------------------------------------------- child side
@@ -266,6 +268,12 @@ def phase_train(spec):
         repeats = max(repeats, LESION_BATCHES)
         batches = [{k: tf.constant(v) for k, v in generator[i % len(generator)].items()}
                    for i in range(repeats + 1)]
+    if spec["config"].startswith("lesion"):
+        # A model past its first steps: once the RPN finds the lesion, more ROIs are positive and
+        # the mask head works on them, so a step costs about 25 % more than at random weights
+        # (the same 8 batches, session 11: 0.99 s at random weights, 1.25 s after 30 steps).
+        for i in range(LESION_WARM_STEPS):
+            trainer.train_on_batch(batches[i % len(batches)])
     turn = iter(range(10 ** 6))
 
     def step():
@@ -281,7 +289,8 @@ def phase_train(spec):
                          "POST_NMS_ROIS_TRAINING": config.POST_NMS_ROIS_TRAINING, "layers": "all",
                          "TRAIN_BN": config.TRAIN_BN, "optimizer": type(optimizer).__name__,
                          "COMPUTE_DTYPE": config.COMPUTE_DTYPE, "distinct_batches": len(batches),
-                         "augmentation": "default" if augmentation is not None else None}}
+                         "augmentation": "default" if augmentation is not None else None,
+                         "warm_steps": LESION_WARM_STEPS if augmentation is not None else 0}}
 
 
 def e2e_dataset(cache_dir):
