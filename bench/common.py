@@ -46,6 +46,23 @@ VERSIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "
 
 # --------------------------------------------------------------------------- paths
 
+def training_folder(cache_dir):
+    """(--dataset folder, --classes) to train on: real PH2 from SHARED_DATA when present, else synthetic.
+
+    The synthetic stand-in is 60 images at 256 px (seed 11, "lesion" scheme), written once
+    under cache_dir. Used by bench/speed.py's training rows and bench/loop_vs_step.py.
+    """
+    ph2 = os.path.join(SHARED_DATA, "PH2Dataset")
+    if os.path.isdir(os.path.join(ph2, "PH2 Dataset images")):
+        return ph2, "ph2"
+    from skinlesion import synthetic
+    folder = os.path.join(cache_dir, "e2e_folder_256")
+    if not os.path.exists(os.path.join(folder, ".complete")):
+        synthetic.write_folder(folder, 60, size=(256, 256), seed=11, scheme="lesion")
+        open(os.path.join(folder, ".complete"), "w").close()
+    return folder, "lesion"
+
+
 def default_out(name):
     """The default result path <repo root>/logs/<name> (name: a file or folder name)."""
     return os.path.join(LOGS, name)

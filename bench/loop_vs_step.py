@@ -21,7 +21,6 @@ as steps per second: >= 0.9 is issue 16's target).
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 
@@ -33,29 +32,14 @@ else:  # run as a script: bench/ is sys.path[0]
 TIMING_RATE = 1e-9  # Adam's update is ~rate per weight: timing steps leave the model as it was
 
 
-def dataset_for(root):
-    """(dataset path, scheme): real PH2 under root when present, else a 60-image synthetic folder."""
-    ph2 = os.path.join(root, "PH2Dataset")
-    if os.path.isdir(os.path.join(ph2, "PH2 Dataset images")):
-        return ph2, "ph2"
-    from skinlesion import synthetic
-    folder = os.path.join(tempfile.gettempdir(), "mrcnn_bench_cache", "loop_vs_step_256")
-    if not os.path.exists(os.path.join(folder, ".complete")):
-        synthetic.write_folder(folder, 60, size=(256, 256), seed=11, scheme="lesion")
-        open(os.path.join(folder, ".complete"), "w").close()
-    return folder, "lesion"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2, help="loop epochs (default 2)")
     parser.add_argument("--steps", type=int, default=30, help="steps per loop epoch (default 30)")
     parser.add_argument("--batches", type=int, default=8, help="fixed batches timed in isolation (default 8)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--data", default=common.SHARED_DATA, help="folder holding PH2Dataset")
     common.add_out_argument(parser, "bench_loop_vs_step")
     args = parser.parse_args(argv)
-    sys.path.insert(0, common.ROOT)
     import mrcnn.runtime
     mrcnn.runtime.configure("train")
     import numpy as np
@@ -69,7 +53,7 @@ def main(argv=None):
     from skinlesion.runs import augmentation_for
     logging.basicConfig(level=logging.WARNING)
 
-    path, scheme = dataset_for(args.data)
+    path, scheme = common.training_folder(os.path.join(tempfile.gettempdir(), "mrcnn_bench_cache"))
     config = LesionConfig(IMAGE_MIN_DIM=args.size, IMAGE_MAX_DIM=args.size, classes=scheme,
                           LEARNING_RATE_DECAY="cosine", STEPS_PER_EPOCH=args.steps, VALIDATION_STEPS=0,
                           VERBOSE=0)

@@ -224,12 +224,13 @@ def phase_train(spec):
     from mrcnn.model import LAYER_REGEX, MaskRCNN
     from mrcnn.training import MaskRCNNTrainer, build_optimizer
     size = spec["size"]
-    if spec["config"].startswith("lesion"):
+    lesion = spec["config"].startswith("lesion")
+    if lesion:
         # The model lesions.py --mode train builds (LesionConfig: Adam, group norm, batch 2).
         # Its first batch comes from the end-to-end row's data and classes (real PH2 when
         # present), so both rows do the same work: the mask head runs on the batch's positives.
         from skinlesion import LesionConfig, LesionDataset
-        folder, classes = e2e_dataset(spec["cache_dir"])
+        folder, classes = common.training_folder(spec["cache_dir"])
         config = LesionConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, WORKERS=1, classes=classes)
         dataset = LesionDataset()
         dataset.load(folder, "train", classes=classes)
@@ -248,30 +249,28 @@ def phase_train(spec):
     build_optimizer(trainer.optimizer, model.keras_model.trainable_variables)  # as MaskRCNN.train does
     build_s = time.perf_counter() - t0
     augmentation = None
-    if spec["config"].startswith("lesion"):
+    if lesion:
         # The batches lesions.py --mode train makes: shuffled, with its default augmentation.
         # The step's cost follows the batch (the mask head runs on its positives, and the
         # re-framed lesions give more of them): unaugmented PH2 batches ran 15-20 % faster.
         from skinlesion.augment import dermoscopy_augmentation  # augmentation_for("default"), seeded
         augmentation = dermoscopy_augmentation(seed=7)
-    generator = DataGenerator(dataset, config, shuffle=augmentation is not None, augmentation=augmentation,
-                              workers=1, seed=7)
+    generator = DataGenerator(dataset, config, shuffle=lesion, augmentation=augmentation, workers=1, seed=7)
     batch = {k: tf.constant(v) for k, v in generator[0].items()}
     t0 = time.perf_counter()
     logs = trainer.train_on_batch(batch, return_dict=True)
     first_s = time.perf_counter() - t0
-    # LesionConfig: a different real batch per timed step, at least LESION_BATCHES of them (built
-    # beforehand, so loading is not timed): the cost varies from batch to batch.
     batches = [batch]
     repeats = spec["repeats"]
-    if spec["config"].startswith("lesion"):
+    if lesion:
+        # A different real batch per timed step, at least LESION_BATCHES of them (built beforehand,
+        # so loading is not timed): the cost varies from batch to batch. Then a model past its
+        # first steps: once the RPN finds the lesion, more ROIs are positive and the mask head
+        # works on them, so a step costs about 25 % more than at random weights (the same 8
+        # batches, session 11: 0.99 s at random weights, 1.25 s after 30 steps).
         repeats = max(repeats, LESION_BATCHES)
         batches = [{k: tf.constant(v) for k, v in generator[i % len(generator)].items()}
                    for i in range(repeats + 1)]
-    if spec["config"].startswith("lesion"):
-        # A model past its first steps: once the RPN finds the lesion, more ROIs are positive and
-        # the mask head works on them, so a step costs about 25 % more than at random weights
-        # (the same 8 batches, session 11: 0.99 s at random weights, 1.25 s after 30 steps).
         for i in range(LESION_WARM_STEPS):
             trainer.train_on_batch(batches[i % len(batches)])
     turn = iter(range(10 ** 6))
@@ -289,27 +288,14 @@ def phase_train(spec):
                          "POST_NMS_ROIS_TRAINING": config.POST_NMS_ROIS_TRAINING, "layers": "all",
                          "TRAIN_BN": config.TRAIN_BN, "optimizer": type(optimizer).__name__,
                          "COMPUTE_DTYPE": config.COMPUTE_DTYPE, "distinct_batches": len(batches),
-                         "augmentation": "default" if augmentation is not None else None,
-                         "warm_steps": LESION_WARM_STEPS if augmentation is not None else 0}}
-
-
-def e2e_dataset(cache_dir):
-    """(--dataset folder, --classes) for the end-to-end row: real PH2 when present, else synthetic."""
-    ph2 = os.path.join(SHARED_DATA, "PH2Dataset")
-    if os.path.isdir(os.path.join(ph2, "PH2 Dataset images")):
-        return ph2, "ph2"
-    from skinlesion import synthetic
-    folder = os.path.join(cache_dir, "e2e_folder_256")
-    if not os.path.exists(os.path.join(folder, ".complete")):
-        synthetic.write_folder(folder, 60, size=(256, 256), seed=11, scheme="lesion")
-        open(os.path.join(folder, ".complete"), "w").close()
-    return folder, "lesion"
+                         "augmentation": "default" if lesion else None,
+                         "warm_steps": LESION_WARM_STEPS if lesion else 0}}
 
 
 def phase_train_e2e(spec):
     """lesions.py --mode train in a child process for 2 epochs; seconds per step of the second."""
     import re
-    dataset, classes = e2e_dataset(spec["cache_dir"])
+    dataset, classes = common.training_folder(spec["cache_dir"])
     logs = tempfile.mkdtemp(prefix="bench_e2e_")
     steps = int(spec["steps"])
     cmd = [sys.executable, os.path.join(ROOT, "lesions.py"), "--mode", "train", "--dataset", dataset,
