@@ -179,7 +179,11 @@ def test_export_equals_detect_on_two_sizes(exported, size):
 def test_a_batch_gives_each_image_its_detections(exported):
     # A batch of two runs the graph's convolutions on two images at once, whose float
     # rounding differs from one image at a time (detect() with IMAGES_PER_GPU=2 too):
-    # the same detections, scores within 1e-2 on this random-weight model.
+    # the same detections, scores within 1e-2 on this random-weight model. Boxes within a pixel,
+    # except slivers: proposals clipped to the window's edge to 1-3 px, whose ROIAlign samples
+    # all fall on one line, so several of them score alike to 1e-6 and the batch's rounding
+    # can keep another one (seen on an AMD EPYC Zen 4 with oneDNN: [0, 0, 3, 5] alone, [0, 2,
+    # 1, 10] batched, scores 0.8212521 / 0.8212525). Those are compared by class and score.
     for index in range(2):
         alone = served(exported, f"s50x64_{5 + index}", 0.0)
         batched = served(exported, "batch", 0.0, index)
@@ -187,7 +191,11 @@ def test_a_batch_gives_each_image_its_detections(exported):
         assert int(batched["num_detections"]) == n
         np.testing.assert_array_equal(batched["class_ids"], alone["class_ids"])
         np.testing.assert_allclose(batched["scores"], alone["scores"], atol=1e-2)
-        assert np.abs(batched["boxes"] - alone["boxes"]).max() <= 1
+        boxes_a, boxes_b = alone["boxes"][:n], batched["boxes"][:n]
+        sides = np.minimum(boxes_a[:, 2:] - boxes_a[:, :2], boxes_b[:, 2:] - boxes_b[:, :2]).min(axis=1)
+        real = sides >= 4
+        assert real.sum() >= max(1, n // 2), (boxes_a, boxes_b)  # mostly real boxes: the check means something
+        assert np.abs(boxes_b[real] - boxes_a[real]).max() <= 1
 
 
 def test_min_confidence_at_call_time(exported):
