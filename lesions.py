@@ -68,7 +68,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="split / synthetic seed (default 0)")
     parser.add_argument("--split", default="0.8,0.1,0.1",
                         help="train,val,test fractions for layouts without official splits "
-                             "(default 0.8,0.1,0.1; a val of 0 trains without validation)")
+                             "(default 0.8,0.1,0.1; a val of 0 trains without validation), or foldK/N[,VAL] "
+                             "for cross-validation: test = fold K of N (0-based, the same N folds for one "
+                             "--seed), val = VAL of all images from the other folds (default 0.1)")
     parser.add_argument("--augment", default="default", choices=["default", "strong", "none"],
                         help="training augmentation (default: flips, rotations, colour jitter, lesion "
                              "re-framing to 1-80 %% of the image, device artefacts; strong: more of each)")

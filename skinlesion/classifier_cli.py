@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from mrcnn.config import ConfigError
+from skinlesion import splits
 from skinlesion.classifier import ClassifierConfig, lesion_crop
 from skinlesion.classifier_data import CropCache, Segmenter, load_items
 from skinlesion.classifier_train import evaluate_classifier, load_classifier_run, train_classifier
@@ -28,11 +29,8 @@ class ClassifierError(ConfigError):
 
 
 def parse_split(text):
-    """--split "0.8,0.1,0.1" -> (0.8, 0.1, 0.1); ValueError naming the flag otherwise."""
-    try:
-        return tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        raise ValueError(f"--split {text}: expected three fractions such as 0.8,0.1,0.1") from None
+    """--split "0.8,0.1,0.1" -> (0.8, 0.1, 0.1), "fold2/5" -> a FoldSplit; ValueError naming the flag otherwise."""
+    return splits.parse_split(text)
 
 
 def classifier_config(args):

@@ -111,7 +111,7 @@ class LesionDataset(Dataset):
                                       f"{self.scheme!r}; use one LesionDataset per scheme")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise DatasetError(f"seed={seed!r}: must be an int >= 0")
-        fractions = splits.validate_fractions(split)
+        fractions = splits.validate_fractions(splits.parse_split(split, "split="))
         is_synthetic, synthetic_count = parse_synthetic_path(path)
         if is_synthetic:
             if schemes.is_attribute_scheme(classes):
@@ -138,7 +138,7 @@ class LesionDataset(Dataset):
                 counts[name] += 1
         self.summary = {"layout": layout_name, "subset": subset, "scheme": classes, "images": len(entries),
                         "classes": counts, "skipped": skipped, "root": root, "seed": int(seed),
-                        "split": list(fractions), "official_split": official}
+                        "split": splits.describe_fractions(fractions), "official_split": official}
         log.info("Loaded %d %s images (%s, classes=%s) from %s; %d skipped; per class %s", len(entries),
                  subset, layout_name, classes, root, len(skipped), counts)
         return self.summary
@@ -168,6 +168,9 @@ class LesionDataset(Dataset):
             for record in scan.records:
                 record.split = None
             official = False
+        if official and isinstance(fractions, splits.FoldSplit):
+            log.warning("%s: the %s layout has the challenge's own split folders, which are used; "
+                        "split=%s (cross-validation) applies only where there are none", root, layout_name, fractions)
         where = f"the {layout_name} dataset at {root}"
         if not scan.records:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in scan.skipped[:3])
@@ -196,7 +199,7 @@ class LesionDataset(Dataset):
             for position in val_idx:
                 records[in_train[position]].split = "val"
         elif not official:
-            for record, name in zip(records, splits.assign_subsets(groups, strata, fractions, seed)):
+            for record, name in zip(records, splits.assign_split(groups, strata, fractions, seed)):
                 record.split = name
         chosen = [r for r in records if subset == "all" or r.split == subset]
         if not chosen:

@@ -78,7 +78,7 @@ def _check_arguments(subset, classes, seed, split):
                                   f"classes='melanoma', 'isic2017', 'isic2019' or 'ph2'")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetError(f"seed={seed!r}: must be an int >= 0")
-    return splits.validate_fractions(split)
+    return splits.validate_fractions(splits.parse_split(split, "split="))
 
 
 def _assign_subsets(scan, fractions, seed):
@@ -96,6 +96,9 @@ def _assign_subsets(scan, fractions, seed):
     strata = [r.diagnosis for r in records]
     present = {r.split for r in records}
     if scan.official_splits and "train" in present and present & {"val", "test"}:
+        if isinstance(fractions, splits.FoldSplit):
+            log.warning("%s: the official split folders are used; split=%s (cross-validation) applies only "
+                        "where there are none", scan.root, fractions)
         if "val" not in present:
             in_train = [i for i, r in enumerate(records) if r.split == "train"]
             share = fractions[1] / (fractions[0] + fractions[1])
@@ -107,7 +110,7 @@ def _assign_subsets(scan, fractions, seed):
     if scan.official_splits:
         log.info("%s: only the official training folder is here; splitting it seeded (split=%s, seed=%d)",
                  scan.root, tuple(fractions), seed)
-    for record, name in zip(records, splits.assign_subsets(groups, strata, fractions, seed)):
+    for record, name in zip(records, splits.assign_split(groups, strata, fractions, seed)):
         record.split = name
     return False
 
@@ -184,7 +187,7 @@ def load_labelled(path, subset="train", classes="melanoma", seed=0, split=(0.8, 
     grouped = entry.group_key if entry.has_groups and any(r.lesion_id != r.stem for r in scan.records) else "image"
     summary = {"layout": layout_name, "root": root, "subset": subset, "scheme": classes,
                "class_names": list(names), "images": len(items), "classes": counts, "subsets": per_subset,
-               "skipped": skipped, "seed": int(seed), "split": list(fractions), "official_split": official,
+               "skipped": skipped, "seed": int(seed), "split": splits.describe_fractions(fractions), "official_split": official,
                "grouped_by": grouped, "groups": len({item.group for item in items})}
     log.info("Loaded %d labelled %s images (%s, classes=%s) from %s; %d skipped; per class %s", len(items),
              subset, layout_name, classes, root, len(skipped), counts)

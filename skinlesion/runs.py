@@ -17,6 +17,7 @@ import os
 from mrcnn import runs as mrcnn_runs
 from mrcnn.config import Config, ConfigError
 
+from . import splits
 from .config import LesionConfig
 
 log = logging.getLogger(__name__)
@@ -237,10 +238,7 @@ def load_subset(dataset, subset, scheme, seed=0, split="0.8,0.1,0.1", config=Non
     synthetic = not dataset or str(dataset).startswith("synthetic")
     if not synthetic and not os.path.exists(dataset):
         raise ValueError(f"--dataset {dataset}: no such folder")
-    try:
-        fractions = tuple(float(v) for v in str(split).split(",")) if isinstance(split, str) else tuple(split)
-    except ValueError:
-        raise ValueError(f"--split {split}: expected three fractions such as 0.8,0.1,0.1") from None
+    fractions = splits.parse_split(split)
     if subset == "val" and len(fractions) == 3 and fractions[1] == 0 and dataset:
         return None, {"layout": None, "images": 0}
     size = int(config.IMAGE_MAX_DIM) if config is not None else 256

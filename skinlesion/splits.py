@@ -20,13 +20,81 @@ log = logging.getLogger(__name__)
 SUBSETS = ("train", "val", "test")
 
 
+class FoldSplit(tuple):
+    """K-fold cross-validation as a split: test is fold ``fold`` of ``folds``, val carved from the rest.
+
+    A tuple of the equivalent (train, val, test) fractions, so code that reads
+    fractions (summaries, the ISIC 2016 val share, synthetic counts) works
+    unchanged; assign_split gives the real assignment. The folds are one
+    seeded, grouped, stratified partition whatever ``fold`` and ``val``, so
+    the ``folds`` test subsets of one seed are disjoint and cover every item.
+    val: share of all items for validation, taken (grouped, stratified) from
+    the other folds with seed + fold.
+    """
+
+    def __new__(cls, fold, folds, val=0.1):
+        if isinstance(folds, bool) or int(folds) != folds or folds < 2:
+            raise ValueError(f"split=fold{fold}/{folds}: the fold count must be an integer >= 2")
+        if isinstance(fold, bool) or int(fold) != fold or not 0 <= fold < folds:
+            raise ValueError(f"split=fold{fold}/{folds}: the fold must be an integer from 0 to {int(folds) - 1}")
+        rest = (folds - 1) / folds
+        if not 0 <= val < rest:
+            raise ValueError(f"split=fold{fold}/{folds},{val:g}: the val share must be >= 0 and below {rest:g} "
+                             "(the share the other folds hold)")
+        self = super().__new__(cls, (rest - val, float(val), 1.0 / folds))
+        self.fold, self.folds, self.val = int(fold), int(folds), float(val)
+        return self
+
+    def __reduce__(self):
+        return FoldSplit, (self.fold, self.folds, self.val)
+
+    def __str__(self):
+        return f"fold{self.fold}/{self.folds},{self.val:g}"
+
+    __repr__ = __str__
+
+
+def parse_split(text, flag="--split"):
+    """The --split text -> (train, val, test) fractions, or a FoldSplit.
+
+    "0.8,0.1,0.1": three fractions. "fold2/5": test is fold 2 of 5 (0-based),
+    val 0.1 of all images from the other folds; "fold2/5,0.15" sets the val
+    share (0 trains on all four other folds). Tuples and FoldSplits pass
+    through. Raises ValueError naming ``flag``.
+    """
+    if not isinstance(text, str):
+        return text if isinstance(text, FoldSplit) else tuple(text)
+    where = f"{flag}{text}" if flag.endswith("=") else f"{flag} {text}"
+    value = text.strip()
+    if value.lower().startswith("fold"):
+        head, _, val = value[4:].partition(",")
+        fold, _, folds = head.partition("/")
+        try:
+            return FoldSplit(int(fold), int(folds), float(val) if val else 0.1)
+        except ValueError as err:
+            raise ValueError(f"{where}: expected foldK/N or foldK/N,VAL (e.g. fold0/5 or fold0/5,0.1); "
+                             f"{err}") from None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise ValueError(f"{where}: expected three fractions such as 0.8,0.1,0.1, "
+                         "or foldK/N for cross-validation (e.g. fold0/5)") from None
+
+
+def describe_fractions(split):
+    """A split for a JSON summary: [train, val, test] fractions, or the FoldSplit's text ("fold2/5,0.1")."""
+    return str(split) if isinstance(split, FoldSplit) else [float(f) for f in split]
+
+
 def validate_fractions(fractions, names=SUBSETS, field="split"):
-    """Check split fractions and return them as a tuple of floats.
+    """Check split fractions and return them as a tuple of floats (a FoldSplit as it is).
 
     fractions: one non-negative number per name in ``names``, summing to 1
     (within 1e-6) with the first (train) one positive. Raises ValueError
     naming ``field`` otherwise.
     """
+    if isinstance(fractions, FoldSplit) and tuple(names) == SUBSETS:
+        return fractions
     try:
         values = tuple(float(f) for f in fractions)
     except (TypeError, ValueError) as err:
@@ -102,6 +170,29 @@ def assign_subsets(groups, labels=None, fractions=(0.8, 0.1, 0.1), seed=0, names
         current[best] += group_counts
 
     return [names[group_subset[g]] for g in item_group]
+
+
+def assign_split(groups, labels=None, split=(0.8, 0.1, 0.1), seed=0):
+    """assign_subsets for a (train, val, test) split or a FoldSplit: a list [N] of "train" / "val" / "test".
+
+    FoldSplit: the items are dealt into ``folds`` equal grouped, stratified
+    folds with ``seed`` (the same partition for every fold number); fold
+    ``fold`` is the test subset and the val share is carved from the others
+    (grouped, stratified, seed + fold).
+    """
+    if not isinstance(split, FoldSplit):
+        return assign_subsets(groups, labels, split, seed)
+    names = tuple(f"fold{k}" for k in range(split.folds))
+    folds = assign_subsets(groups, labels, [1.0 / split.folds] * split.folds, seed, names)
+    assigned = ["test" if name == names[split.fold] else "train" for name in folds]
+    rest = [i for i, name in enumerate(assigned) if name == "train"]
+    if split.val > 0 and rest:
+        labels = [None] * len(groups) if labels is None else labels
+        _, val = carve_validation([groups[i] for i in rest], [labels[i] for i in rest],
+                                  split.val / (split[0] + split.val), seed + split.fold)
+        for position in val:
+            assigned[rest[position]] = "val"
+    return assigned
 
 
 def grouped_split(groups, labels=None, fractions=(0.8, 0.1, 0.1), seed=0, names=SUBSETS):

@@ -346,6 +346,29 @@ def test_segmentation_layouts_give_the_lesion_dataset_split(lesion_folder_root):
                                                                               key=lambda x: x["stem"])]
 
 
+def test_cross_validation_folds_through_both_loaders(lesion_folder_root):
+    # --split foldK/N: the segmentation and the classification loaders give the same subsets, and the
+    # N test subsets of one seed cover the 12 images once.
+    seen = []
+    for fold in range(3):
+        split = f"fold{fold}/3,0"
+        items, summary = load_labelled(lesion_folder_root, "test", classes="isic2017", split=split)
+        dataset = LesionDataset()
+        dataset.load(str(lesion_folder_root), "test", classes="isic2017", split=split)
+        assert stems(items) == {info["stem"] for info in dataset.image_info}
+        assert summary["split"] == "fold%d/3,0" % fold and summary["subsets"]["val"] == 0
+        seen += sorted(stems(items))
+    assert len(seen) == len(set(seen)) == 12
+    # The CLI's loader (lesions.py --split): a fold with val 0 has no val subset; a bad fold names the flag.
+    from skinlesion.runs import load_subset
+    assert load_subset(str(lesion_folder_root), "val", "isic2017", 0, "fold1/3,0") == (None, {"layout": None,
+                                                                                         "images": 0})
+    train, summary = load_subset(str(lesion_folder_root), "train", "isic2017", 0, "fold1/3")
+    assert summary["split"] == "fold1/3,0.1" and train.num_images == summary["images"] > 0
+    with pytest.raises(ValueError, match=r"--split fold3/3"):
+        load_subset(str(lesion_folder_root), "train", "isic2017", 0, "fold3/3")
+
+
 def test_isic2016_carves_val_as_the_lesion_dataset_does(tmp_path, lesion_write_pair):
     root = tmp_path / "ISIC2016"
     rows = []

@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from skinlesion.splits import (assign_subsets, carve_validation, describe_split, grouped_split,
-                               validate_fractions)
+from skinlesion.splits import (FoldSplit, assign_split, assign_subsets, carve_validation, describe_split,
+                               grouped_split, parse_split, validate_fractions)
 
 
 def ham_like(n_lesions=600, seed=0):
@@ -96,3 +96,51 @@ def test_carve_validation_is_grouped():
 def test_bad_fractions_name_the_field(bad):
     with pytest.raises(ValueError, match="split"):
         validate_fractions(bad)
+
+
+# --------------------------------------------------------------------------- k-fold cross-validation
+
+def test_folds_partition_the_items_into_disjoint_test_sets_of_whole_lesions():
+    groups, labels = ham_like(300)
+    tests = []
+    for fold in range(5):
+        assigned = assign_split(groups, labels, parse_split(f"fold{fold}/5"), seed=2)
+        by_lesion = {}
+        for group, name in zip(groups, assigned):
+            by_lesion.setdefault(group, set()).add(name)
+        assert all(len(names) == 1 for names in by_lesion.values())
+        counts = Counter(assigned)
+        assert abs(counts["test"] / len(groups) - 0.2) < 0.02
+        assert abs(counts["val"] / len(groups) - 0.1) < 0.02
+        tests.append({i for i, name in enumerate(assigned) if name == "test"})
+        # Each fold's test subset carries the classes in about their overall shares.
+        test_labels = Counter(labels[i] for i in tests[-1])
+        assert abs(test_labels["mel"] / len(tests[-1]) - Counter(labels)["mel"] / len(labels)) < 0.04
+    assert sum(len(t) for t in tests) == len(groups)
+    assert set().union(*tests) == set(range(len(groups)))
+
+
+def test_fold_partition_ignores_the_val_share_and_changes_with_the_seed():
+    groups, labels = ham_like(200)
+    test_of = {}
+    for text in ("fold1/4", "fold1/4,0", "fold1/4,0.2"):
+        assigned = assign_split(groups, labels, parse_split(text), seed=0)
+        test_of[text] = [i for i, name in enumerate(assigned) if name == "test"]
+        assert ("val" in assigned) == (not text.endswith(",0"))
+    assert test_of["fold1/4"] == test_of["fold1/4,0"] == test_of["fold1/4,0.2"]
+    other = assign_split(groups, labels, parse_split("fold1/4"), seed=1)
+    assert [i for i, name in enumerate(other) if name == "test"] != test_of["fold1/4"]
+
+
+def test_fold_split_reads_as_fractions_and_as_text():
+    split = parse_split("fold2/5,0.15")
+    assert isinstance(split, FoldSplit) and (split.fold, split.folds, split.val) == (2, 5, 0.15)
+    assert np.allclose(split, (0.65, 0.15, 0.2)) and str(split) == "fold2/5,0.15"
+    assert validate_fractions(split) is split and parse_split(split) is split
+    assert parse_split("0.7,0.1,0.2") == (0.7, 0.1, 0.2)
+
+
+@pytest.mark.parametrize("bad", ["fold5/5", "fold0/1", "foldx/5", "fold0/5,0.8", "fold0/5,-0.1", "0.8;0.2"])
+def test_bad_fold_text_names_the_flag(bad):
+    with pytest.raises(ValueError, match=r"--split"):
+        parse_split(bad)
