@@ -1,7 +1,7 @@
 """Second-stage classifier benchmark (issue 19): whole image vs lesion crop vs crop + mask.
 
     python bench/classifier.py isic2017 --segmenter logs/lesion2026... --minutes 30   # 4 variants x 3 seeds
-    python bench/classifier.py ph2 --minutes 20 --seg-minutes 30                       # beside the Mask R-CNN head
+    python bench/classifier.py ph2 --minutes 8 --seg-minutes 12                        # 5 folds, beside the Mask R-CNN head
     python bench/classifier.py isic2017 --segmenter RUN --dry-run                      # print the commands only
 
 isic2017: ``../shared/data/ISIC2017_Training_256`` (256x256 copies, a
@@ -14,10 +14,17 @@ with bootstrap 95 % intervals). The segmenter run is given (--segmenter), one
 for all seeds: it must not have seen these test images (train it on another
 dataset, e.g. PH2 or ISIC 2018 Task 1).
 
-ph2: per seed, a Mask R-CNN is trained on that seed's split
-(``--classes ph2``), its class head scored (``--mode evaluate``), and the
-classifier trained on its crops (MASK_MODE from --mask-mode) and scored on
-the same test subset: balanced accuracy and melanoma AUC side by side.
+ph2: seeded, grouped, stratified k-fold cross-validation (``--folds 5``,
+``--split foldK/5``: each fold's 40 test images unseen by both stages, val
+0.1 of all images from the other folds). Per fold a Mask R-CNN is trained
+(``--classes ph2``, ``--seg-minutes``, ``--seg-config``), its class head
+scored (``--mode evaluate``), and the classifier trained on its crops
+(MASK_MODE from --mask-mode) and scored on the same test images. Besides the
+per-fold rows, the out-of-fold probabilities of all folds are pooled (each
+image predicted once, by the models that never saw it) and scored with
+bootstrap 95 % intervals: balanced accuracy over the three classes and
+melanoma AUC, the head and the classifier side by side. --fold-list runs some
+folds only (pooled over those).
 
 Output in --out (default logs/bench_classifier/<dataset>): one folder per
 seed and variant (runs, metrics.json), results.json and results.md. Training
@@ -86,16 +93,64 @@ def share_crop_cache(folder, shared):
         os.symlink(os.path.abspath(shared), link)
 
 
-def classifier_commands(data, classes, folder, seed, minutes, segmenter, mask_mode, extra):
+def classifier_commands(data, classes, folder, seed, minutes, segmenter, mask_mode, extra, split=SPLIT):
     logs = os.path.join(folder, "runs")
     train = ["--mode", "train", "--model", "classifier", "--dataset", data, "--classes", classes,
-             "--seed", seed, "--split", SPLIT, "--minutes", minutes, "--logs", logs, *extra]
+             "--seed", seed, "--split", split, "--minutes", minutes, "--logs", logs, *extra]
     if segmenter:
         train += ["--segmenter", segmenter, "--config", f"MASK_MODE={mask_mode}"]
     evaluate = ["--mode", "evaluate", "--model", "classifier", "--dataset", data, "--classes", classes,
-                "--seed", seed, "--split", SPLIT, "--subset", "test", "--logs", logs,
+                "--seed", seed, "--split", split, "--subset", "test", "--logs", logs,
                 "--out", os.path.join(folder, "eval")]
     return [lesions(*train), lesions(*evaluate)]
+
+
+def read_scored(folder):
+    """(image names, truth class names, probabilities [N, K], class names) from an evaluation folder.
+
+    folder: a ``--mode evaluate`` output (Mask R-CNN or classifier) holding
+    probabilities.csv (image, then one column per class) and per_image.csv
+    (image, truth, ...). Images without a truth row are left out.
+    """
+    import csv
+    with open(os.path.join(folder, "per_image.csv"), newline="") as f:
+        truth = {row["image"]: row.get("truth") for row in csv.DictReader(f)}
+    with open(os.path.join(folder, "probabilities.csv"), newline="") as f:
+        reader = csv.reader(f)
+        class_names = next(reader)[1:]
+        rows = [(row[0], [float(v) for v in row[1:]]) for row in reader if truth.get(row[0])]
+    return [r[0] for r in rows], [truth[r[0]] for r in rows], [r[1] for r in rows], class_names
+
+
+def pooled_row(folders, melanoma, resamples=1000):
+    """Score the out-of-fold predictions of several evaluation folders as one set.
+
+    folders: evaluation folders of disjoint test subsets (read_scored each).
+    Returns {"images", "auc" (melanoma), "auc_95", "balanced_accuracy",
+    "balanced_accuracy_95", "mean_auc"}, intervals by the percentile bootstrap
+    over the pooled images (skinlesion.classifier_metrics.bootstrap_intervals).
+    """
+    import numpy as np
+    from skinlesion import scoring
+    from skinlesion.classifier_metrics import bootstrap_intervals
+    names, truth, probs, class_names = [], [], [], None
+    for folder in folders:
+        n, t, p, c = read_scored(folder)
+        if class_names is not None and c != class_names:
+            raise ValueError(f"{folder}: classes {c} differ from {class_names}")
+        class_names = c
+        names += n
+        truth += t
+        probs += p
+    if len(set(names)) != len(names):
+        raise ValueError("pooled folds share images: the test subsets must be disjoint")
+    index = np.array([class_names.index(t) for t in truth])
+    probs = np.array(probs)
+    scored = scoring.score_classification(index, probs, class_names)
+    intervals = bootstrap_intervals(index, probs, class_names, resamples)
+    return {"images": len(names), "auc": scored["auc"].get(melanoma), "auc_95": intervals["auc"].get(melanoma),
+            "balanced_accuracy": scored["balanced_accuracy"], "balanced_accuracy_95": intervals["balanced_accuracy"],
+            "mean_auc": scored["mean_auc"]}
 
 
 def fmt(value, interval=None):
@@ -111,11 +166,15 @@ def main(argv=None):
     parser.add_argument("--classes", default=None,
                         help="scheme (default: the melanoma-vs-rest scheme for isic2017, ph2 for ph2)")
     parser.add_argument("--segmenter", default=None, help="isic2017: the Mask R-CNN run giving the crops")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2", help="isic2017: one split per seed; ph2: the first is the "
+                        "fold partition's seed")
+    parser.add_argument("--folds", type=int, default=5, help="ph2: cross-validation folds")
+    parser.add_argument("--fold-list", default=None, help="ph2: comma list of folds to run (default all)")
+    parser.add_argument("--seg-config", action="append", default=[], help="ph2: extra Mask R-CNN --config KEY=VALUE")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"isic2017: comma list of {', '.join(VARIANTS)} (default all)")
     parser.add_argument("--minutes", type=float, default=30.0, help="classifier training budget per run")
-    parser.add_argument("--seg-minutes", type=float, default=30.0, help="ph2: Mask R-CNN budget per seed")
+    parser.add_argument("--seg-minutes", type=float, default=30.0, help="ph2: Mask R-CNN budget per fold")
     parser.add_argument("--mask-mode", default="attention", help="ph2: the classifier's MASK_MODE")
     parser.add_argument("--config", action="append", default=[], help="extra classifier --config KEY=VALUE")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -130,44 +189,80 @@ def main(argv=None):
     out = os.path.join(args.out, args.dataset)
     extra = [a for pair in args.config for a in ("--config", pair)]
     results = {"dataset": args.dataset, "data": data, "classes": classes, "split": SPLIT, "rows": {}}
-    for seed in args.seeds.split(","):
-        if args.dataset == "isic2017":
-            if not args.segmenter:
-                sys.exit("isic2017: pass --segmenter RUN (a Mask R-CNN run that has not seen these images)")
-            for variant in args.variants.split(","):
-                mask_mode = VARIANTS[variant]
-                folder = os.path.join(out, f"seed{seed}", variant)
-                if mask_mode and not args.dry_run:
-                    share_crop_cache(folder, os.path.join(out, "crop_cache"))
-                for cmd in classifier_commands(data, classes, folder, seed, args.minutes,
-                                               args.segmenter if mask_mode else None, mask_mode, extra):
-                    run(cmd, args.dry_run)
-                results["rows"].setdefault(variant, []).append(classifier_row(folder, melanoma))
-            continue
-        folder = os.path.join(out, f"seed{seed}")
-        seg_logs = os.path.join(folder, "maskrcnn")
-        run(lesions("--mode", "train", "--dataset", data, "--classes", classes, "--seed", seed, "--split", SPLIT,
-                    "--minutes", args.seg_minutes, "--logs", seg_logs), args.dry_run)
-        run(lesions("--mode", "evaluate", "--dataset", data, "--seed", seed, "--split", SPLIT, "--subset", "test",
-                    "--logs", seg_logs, "--out", os.path.join(folder, "maskrcnn_eval")), args.dry_run)
-        head = read_json(os.path.join(folder, "maskrcnn_eval", "metrics.json")).get("classification", {})
-        results["rows"].setdefault("maskrcnn_head", []).append(
-            {"auc": head.get("auc", {}).get(melanoma), "balanced_accuracy": head.get("balanced_accuracy")})
-        for cmd in classifier_commands(data, classes, os.path.join(folder, "classifier"), seed, args.minutes,
-                                       seg_logs, args.mask_mode, extra):
-            run(cmd, args.dry_run)
-        results["rows"].setdefault("classifier", []).append(classifier_row(os.path.join(folder, "classifier"),
-                                                                           melanoma))
+    seeds = args.seeds.split(",")
+    if args.dataset == "ph2":
+        return ph2_folds(args, data, classes, melanoma, out, extra, results)
+    if not args.segmenter:
+        sys.exit("isic2017: pass --segmenter RUN (a Mask R-CNN run that has not seen these images)")
+    for seed in seeds:
+        for variant in args.variants.split(","):
+            mask_mode = VARIANTS[variant]
+            folder = os.path.join(out, f"seed{seed}", variant)
+            if mask_mode and not args.dry_run:
+                share_crop_cache(folder, os.path.join(out, "crop_cache"))
+            for cmd in classifier_commands(data, classes, folder, seed, args.minutes,
+                                           args.segmenter if mask_mode else None, mask_mode, extra):
+                run(cmd, args.dry_run)
+            results["rows"].setdefault(variant, []).append(classifier_row(folder, melanoma))
     if args.dry_run:
         return 0
-    lines = [f"{args.dataset} ({classes}), seeds {args.seeds}, split {SPLIT}", "",
-             common.markdown_table(["variant", "seed", "melanoma AUC (95 %)", "balanced accuracy (95 %)",
-                                    "s / epoch", "images / s"],
-                                   [[variant, seed, fmt(r.get("auc"), r.get("auc_95")),
+    return write_results(out, results, [f"{args.dataset} ({classes}), seeds {args.seeds}, split {SPLIT}", ""],
+                         [[variant, seed] for variant, rows in results["rows"].items() for seed in seeds])
+
+
+def ph2_folds(args, data, classes, melanoma, out, extra, results):
+    """PH2 k-fold: per fold a Mask R-CNN (its class head scored) and the classifier on its crops; pooled rows."""
+    seed = args.seeds.split(",")[0]
+    folds = [int(k) for k in args.fold_list.split(",")] if args.fold_list else list(range(args.folds))
+    seg_extra = [a for pair in args.seg_config for a in ("--config", pair)]
+    results.update({"folds": args.folds, "fold_list": folds, "seed": int(seed), "split": f"foldK/{args.folds}",
+                    "seg_minutes": args.seg_minutes, "minutes": args.minutes, "mask_mode": args.mask_mode,
+                    "seg_config": args.seg_config, "config": args.config})
+    labels = []
+    for k in folds:
+        split = f"fold{k}/{args.folds}"
+        folder = os.path.join(out, f"fold{k}")
+        seg_logs = os.path.join(folder, "maskrcnn")
+        run(lesions("--mode", "train", "--dataset", data, "--classes", classes, "--seed", seed, "--split", split,
+                    "--minutes", args.seg_minutes, "--logs", seg_logs, *seg_extra), args.dry_run)
+        run(lesions("--mode", "evaluate", "--dataset", data, "--seed", seed, "--split", split, "--subset", "test",
+                    "--logs", seg_logs, "--out", os.path.join(folder, "maskrcnn_eval")), args.dry_run)
+        for cmd in classifier_commands(data, classes, os.path.join(folder, "classifier"), seed, args.minutes,
+                                       seg_logs, args.mask_mode, extra, split):
+            run(cmd, args.dry_run)
+        if args.dry_run:
+            continue
+        metrics = read_json(os.path.join(folder, "maskrcnn_eval", "metrics.json"))
+        head = metrics.get("classification", {})
+        results["rows"].setdefault("maskrcnn_head", []).append(
+            {"auc": head.get("auc", {}).get(melanoma), "balanced_accuracy": head.get("balanced_accuracy"),
+             "jaccard": (metrics.get("segmentation") or {}).get("jaccard")})
+        results["rows"].setdefault("classifier", []).append(classifier_row(os.path.join(folder, "classifier"),
+                                                                           melanoma))
+        labels.append(f"fold {k}")
+    if args.dry_run:
+        return 0
+    for variant, evaluation in (("maskrcnn_head", "maskrcnn_eval"), ("classifier", os.path.join("classifier", "eval"))):
+        pooled = pooled_row([os.path.join(out, f"fold{k}", evaluation) for k in folds], melanoma)
+        results.setdefault("pooled", {})[variant] = pooled
+        results["rows"][variant].append(pooled)
+    labels.append("pooled")
+    head = f"ph2 ({classes}), {len(folds)} of {args.folds} folds (seed {seed}), Mask R-CNN {args.seg_minutes:g} min"
+    return write_results(out, results, [head + f", classifier {args.minutes:g} min ({args.mask_mode})", ""],
+                         [[variant, label] for variant, rows in results["rows"].items() for label in labels])
+
+
+def write_results(out, results, lines, keys):
+    """Write results.json and results.md (a table row per key [variant, label]); print the table."""
+    rows = [r for variant in results["rows"] for r in results["rows"][variant]]
+    lines = lines + [
+             common.markdown_table(["variant", "seed / fold", "melanoma AUC (95 %)", "balanced accuracy (95 %)",
+                                    "Jaccard", "s / epoch", "images / s"],
+                                   [[variant, label, fmt(r.get("auc"), r.get("auc_95")),
                                      fmt(r.get("balanced_accuracy"), r.get("balanced_accuracy_95")),
-                                     fmt(r.get("seconds_per_epoch")), fmt(r.get("images_per_second"))]
-                                    for variant, rows in results["rows"].items()
-                                    for seed, r in zip(args.seeds.split(","), rows)])]
+                                     fmt(r.get("jaccard")), fmt(r.get("seconds_per_epoch")),
+                                     fmt(r.get("images_per_second"))]
+                                    for (variant, label), r in zip(keys, rows)])]
     os.makedirs(out, exist_ok=True)
     common.write_json(os.path.join(out, "results.json"), results)
     with open(os.path.join(out, "results.md"), "w") as f:

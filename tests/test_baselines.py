@@ -286,3 +286,44 @@ def test_cross_dataset_mask_reading_and_otsu_agreement(tmp_path):
     np.testing.assert_array_equal(masks["a"], reference)
     scores = cross_dataset.otsu_agreement(str(images), masks, ["a.png", "b.png", "c.png"])
     np.testing.assert_allclose(scores, [1.0, 0.0])  # c has no predicted mask: left out
+
+
+# --------------------------------------------------------------------------- bench/classifier.py: pooled folds
+
+def write_scored(folder, names, truth, probs, class_names):
+    """An evaluation folder as --mode evaluate writes it: probabilities.csv and per_image.csv."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "probabilities.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image"] + class_names)
+        writer.writerows([[n] + [f"{p:.6f}" for p in row] for n, row in zip(names, probs)])
+    with open(os.path.join(folder, "per_image.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "truth", "predicted"])
+        writer.writerows([[n, t, class_names[int(np.argmax(row))]] for n, t, row in zip(names, truth, probs)])
+
+
+def test_pooled_folds_score_the_out_of_fold_predictions_as_one_set(tmp_path):
+    from bench import classifier as bench_classifier
+    from skinlesion import scoring
+    classes = ["common_nevus", "atypical_nevus", "melanoma"]
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 60)
+    probs = rng.dirichlet([1, 1, 1], 60) + np.eye(3)[truth] * rng.random((60, 1))
+    probs /= probs.sum(axis=1, keepdims=True)
+    names = [f"IMD{i:03d}" for i in range(60)]
+    folders = []
+    for k in range(3):
+        at = slice(20 * k, 20 * (k + 1))
+        folders.append(str(tmp_path / f"fold{k}"))
+        write_scored(folders[-1], names[at], [classes[t] for t in truth[at]], probs[at], classes)
+    pooled = bench_classifier.pooled_row(folders, "melanoma", resamples=200)
+    expected = scoring.score_classification(truth, probs, classes)
+    assert pooled["images"] == 60
+    assert pooled["auc"] == pytest.approx(expected["auc"]["melanoma"], abs=1e-5)
+    assert pooled["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"], abs=1e-5)
+    low, high = pooled["auc_95"]
+    assert low < pooled["auc"] < high
+    # A fold scored twice (overlapping test subsets) is refused, not counted twice.
+    with pytest.raises(ValueError, match="disjoint"):
+        bench_classifier.pooled_row(folders + folders[:1], "melanoma", resamples=10)
