@@ -30,7 +30,7 @@ demo: $(VENV)/.runtime-installed
 	@echo "              logs/demo_evaluation (metrics.json, per_image.csv)"
 
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 bench: $(VENV)/.runtime-installed
 	$(PY) bench/speed.py --out logs/bench_speed.json
