@@ -113,13 +113,13 @@ def read_scored(folder):
     (image, truth, ...). Images without a truth row are left out.
     """
     import csv
+    from skinlesion.scoring_classification import _IMAGE_SUFFIX, read_probability_csv
     with open(os.path.join(folder, "per_image.csv"), newline="") as f:
-        truth = {row["image"]: row.get("truth") for row in csv.DictReader(f)}
-    with open(os.path.join(folder, "probabilities.csv"), newline="") as f:
-        reader = csv.reader(f)
-        class_names = next(reader)[1:]
-        rows = [(row[0], [float(v) for v in row[1:]]) for row in reader if truth.get(row[0])]
-    return [r[0] for r in rows], [truth[r[0]] for r in rows], [r[1] for r in rows], class_names
+        truth = {_IMAGE_SUFFIX.sub("", row["image"]): row.get("truth") for row in csv.DictReader(f)}
+    names, class_names, values, _ = read_probability_csv(os.path.join(folder, "probabilities.csv"))
+    keep = [i for i, name in enumerate(names) if truth.get(name)]
+    return ([names[i] for i in keep], [truth[names[i]] for i in keep], [list(values[i]) for i in keep],
+            class_names)
 
 
 def pooled_row(folders, melanoma, resamples=1000):

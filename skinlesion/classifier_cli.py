@@ -28,11 +28,6 @@ class ClassifierError(ConfigError):
     """A classifier command cannot run as asked (a missing run, an offline download): one line for the user."""
 
 
-def parse_split(text):
-    """--split "0.8,0.1,0.1" -> (0.8, 0.1, 0.1), "fold2/5" -> a FoldSplit; ValueError naming the flag otherwise."""
-    return splits.parse_split(text)
-
-
 def classifier_config(args):
     """The ClassifierConfig of a train command: --classes, --weights, --minutes, --seed, then --config."""
     if not args.classes or args.classes == "lesion":
@@ -61,7 +56,7 @@ def items_of(args, subset, scheme, image_size):
     """(items, summary) of --dataset's subset (synthetic images IMAGE_SIZE px when --dataset is absent)."""
     if args.dataset and not os.path.exists(args.dataset) and not str(args.dataset).startswith("synthetic"):
         raise FileNotFoundError(f"--dataset {args.dataset}: no such folder")
-    return load_items(args.dataset, subset, scheme, int(args.seed), parse_split(args.split),
+    return load_items(args.dataset, subset, scheme, int(args.seed), splits.parse_split(args.split),
                       size=(image_size, image_size))
 
 
@@ -70,7 +65,7 @@ def train(args):
     config = classifier_config(args)
     segmenter = segmenter_of(args.segmenter)
     train_items, summary = items_of(args, "train", config.CLASS_SCHEME, int(config.IMAGE_SIZE))
-    split = parse_split(args.split)
+    split = splits.parse_split(args.split)
     val_items = [] if len(split) == 3 and split[1] == 0 and args.dataset else \
         items_of(args, "val", config.CLASS_SCHEME, int(config.IMAGE_SIZE))[0]
     log.info("classifier: %d training and %d validation images (%s layout)", len(train_items), len(val_items),
