@@ -65,8 +65,15 @@ class ShapesInferenceConfig(ShapesConfig):
 class ShapesDataset(Dataset):
     """Squares and circles; ``load(count, height, width, seed)`` registers the images."""
 
-    def load(self, count, height=64, width=64, seed=0, max_shapes=2):
-        """Register `count` images of size (height, width) with 1..max_shapes shapes each."""
+    def load(self, count, height=64, width=64, seed=0, max_shapes=2, separate=False):
+        """Register `count` images of size (height, width) with 1..max_shapes shapes each.
+
+        separate: every shape's square lies at least 3 px from the squares of
+        the shapes before it (its position is drawn again, up to 50 times,
+        else the shape is left out). Overlapping shapes of one class are one
+        blob of one colour, which no model can split, so a learning test
+        scored on them measures those draws more than the learning.
+        """
         self.add_class("shapes", SQUARE, "square")
         self.add_class("shapes", CIRCLE, "circle")
         rng = np.random.default_rng(seed)
@@ -75,9 +82,13 @@ class ShapesDataset(Dataset):
             for _ in range(int(rng.integers(1, max_shapes + 1))):
                 class_id = int(rng.integers(1, 3))
                 half = int(rng.integers(6, max(7, min(height, width) // 4)))
-                y = int(rng.integers(half, height - half))
-                x = int(rng.integers(half, width - half))
-                shapes.append((class_id, y, x, half))
+                for _attempt in range(50 if separate else 1):
+                    y = int(rng.integers(half, height - half))
+                    x = int(rng.integers(half, width - half))
+                    if not separate or all(max(abs(y - y0), abs(x - x0)) >= half + half0 + 3
+                                           for _, y0, x0, half0 in shapes):
+                        shapes.append((class_id, y, x, half))
+                        break
             self.add_image("shapes", i, path=f"shapes://{i}", shapes=shapes, height=height, width=width)
         return self
 

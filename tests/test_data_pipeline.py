@@ -127,6 +127,26 @@ def test_load_image_gt_shapes_meta_and_boxes():
         assert np.all(iou > 0.8), f"mini masks expand back to the full masks (IoU {iou})"
 
 
+def test_separated_shapes_keep_their_whole_masks_apart():
+    """ShapesDataset(separate=True), the learning test's data: no shape hides or touches another."""
+    dataset = ShapesDataset()
+    dataset.load(32, seed=1, separate=True)
+    dataset.prepare()
+    counts = []
+    for image_id in dataset.image_ids:
+        shapes = dataset.image_info[image_id]["shapes"]
+        masks, class_ids = dataset.load_mask(image_id)
+        counts.append(len(shapes))
+        for j, (_, y, x, half) in enumerate(shapes):
+            assert masks[:, :, j].sum() > 0
+            whole = np.zeros(masks.shape[:2], np.uint8)
+            ShapesDataset._draw(whole, *shapes[j][:1], y, x, half, 1)
+            np.testing.assert_array_equal(masks[:, :, j], whole.astype(bool))  # nothing drawn over it
+            for _, y0, x0, half0 in shapes[:j]:
+                assert max(abs(y - y0), abs(x - x0)) >= half + half0 + 3
+    assert 1 in counts and 2 in counts, counts
+
+
 def test_load_image_gt_horizontal_flip_moves_mask_with_image():
     config = ShapesConfig()
     dataset = make_shapes(2, seed=2)  # 64 x 64: no resize, so the flip is exact

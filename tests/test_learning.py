@@ -1,7 +1,12 @@
 """Learning test: from random weights, a few hundred steps on 64 px shapes reach mask mAP@0.5 >= 0.9.
 
 This is the test that fails when any loss, target or the mask head is broken:
-each of them is needed to find, classify and outline the shapes.
+each of them is needed to find, classify and outline the shapes. The shapes
+do not overlap (ShapesDataset(separate=True)): two overlapping squares are
+one square-coloured blob that no model can split, and with such images in
+the set the score sat at 0.90-0.98 by the luck of those draws (a CI run
+failed at 0.896); without them a working model scores 0.98-1.0
+(bench/learning_seeds.py).
 """
 import numpy as np
 import pytest
@@ -37,7 +42,7 @@ EPOCHS = 8  # x 50 steps of 2 images
 def trained(tmp_path_factory):
     logs = tmp_path_factory.mktemp("learning")
     dataset = ShapesDataset()
-    dataset.load(24, seed=1)
+    dataset.load(32, seed=1, separate=True)
     dataset.prepare()
     model = modellib.MaskRCNN("training", LearningConfig(), str(logs))
     model.train(dataset, None, LearningConfig.LEARNING_RATE, EPOCHS, "all")
