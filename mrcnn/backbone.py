@@ -12,19 +12,20 @@ from .config import CHOICES
 NORMS = CHOICES["NORM"]
 
 
-def norm_layer(name, momentum=0.99, kind="batch"):
+def norm_layer(name, momentum=0.99, kind="batch", groups=32):
     """Normalization layer under a Matterport name (bn_conv1, bn2a_branch2a, mrcnn_mask_bn1 ...).
 
     kind "batch": BatchNormalization (Matterport; loads mask_rcnn_coco.h5).
-    kind "group": GroupNormalization with 32 groups (fewer when the channel
-    count does not divide): per-image statistics, identical in training and
-    inference, which is what small-batch training from scratch needs (Wu & He,
-    "Group Normalization", 2018). Works on [..., C] tensors of any rank.
+    kind "group": GroupNormalization with ``groups`` groups (fewer when the
+    channel count does not divide): per-image statistics, identical in
+    training and inference, which is what small-batch training from scratch
+    needs (Wu & He, "Group Normalization", 2018). Works on [..., C] tensors
+    of any rank. groups=1 is layer normalization over the channels.
     """
     if kind == "batch":
         return FusedBatchNorm(name=name, momentum=momentum)
     if kind == "group":
-        return _GroupNorm(name=name)
+        return _GroupNorm(groups=groups, name=name)
     raise ValueError(f"NORM: unknown normalization {kind!r}; use one of {NORMS}")
 
 

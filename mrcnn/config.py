@@ -144,6 +144,14 @@ class Config:
     # training from scratch with a batch of 1-2 images, where batch norm's
     # moving averages do not match the batch statistics the heads learned on).
     NORM = "batch"
+    # Groups of the classifier head's two normalizations when NORM = "group".
+    # They see one 1x1 feature vector per ROI, so a group of C/32 channels is
+    # normalized over those few values alone: at 64 channels, pairs, of which
+    # only the sign survives (the shapes learning test's class and box losses
+    # never fell). 1 normalizes each ROI's vector over all its channels (layer
+    # norm) and keeps their relations. 32 is what runs before this field were
+    # built with (a saved run without it gets 32 back); LesionConfig uses 1.
+    CLASSIFIER_NORM_GROUPS = 32
     # Width of the RPN's shared 3x3 conv (Matterport 512, which the COCO file
     # holds; torchvision uses the FPN depth, 256). It runs on every pyramid
     # level, P2 included, so its width sets much of the RPN's cost
@@ -208,7 +216,7 @@ class Config:
         "NAME", "NUM_CLASSES", "BACKBONE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE",
         "IMAGE_MIN_SCALE", "MEAN_PIXEL", "PREPROCESS", "NORM", "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS",
         "RPN_ANCHOR_STRIDE", "BACKBONE_STRIDES", "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_CHANNELS",
-        "FPN_CLASSIF_FC_LAYERS_SIZE", "MASK_HEAD_CHANNELS", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
+        "FPN_CLASSIF_FC_LAYERS_SIZE", "CLASSIFIER_NORM_GROUPS", "MASK_HEAD_CHANNELS", "POOL_SIZE", "MASK_POOL_SIZE", "MASK_SHAPE",
         "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD",
         "DETECTION_MAX_INSTANCES", "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
         "DETECTION_MASK_THRESHOLD", "CLASS_AGNOSTIC_BOXES", "CLASS_AGNOSTIC_MASKS"})
@@ -259,6 +267,8 @@ class Config:
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             fail("RPN_ANCHOR_SCALES", f"needs one scale per pyramid level ({len(self.BACKBONE_STRIDES)}), "
                                       f"got {len(self.RPN_ANCHOR_SCALES)}")
+        if not isinstance(self.CLASSIFIER_NORM_GROUPS, int) or self.CLASSIFIER_NORM_GROUPS < 1:
+            fail("CLASSIFIER_NORM_GROUPS", f"must be an int >= 1 (1: layer norm), got {self.CLASSIFIER_NORM_GROUPS!r}")
         if not isinstance(self.LEARNING_RATE_WARMUP, int) or self.LEARNING_RATE_WARMUP < 0:
             fail("LEARNING_RATE_WARMUP", f"must be an int >= 0 (steps), got {self.LEARNING_RATE_WARMUP!r}")
         if not 1.0 <= self.DETECTION_MASK_BOX_SCALE <= 3.0:

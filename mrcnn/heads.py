@@ -151,10 +151,11 @@ def fpn_classifier_graph(rois, feature_maps, num_rois, config):
     x = PyramidROIAlign([pool, pool], config.IMAGE_SHAPE, name="roi_align_classifier")([rois] + feature_maps)
     x = FoldROIs(name="mrcnn_class_fold")(x)
     x = PooledConv2D(fc, pool, padding="valid", name="mrcnn_class_conv1")(x)
-    x = norm_layer("mrcnn_class_bn1", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
+    groups = config.CLASSIFIER_NORM_GROUPS
+    x = norm_layer("mrcnn_class_bn1", config.BATCH_NORM_MOMENTUM, config.NORM, groups)(x)
     x = layers.Activation("relu")(x)
     x = PooledConv2D(fc, 1, name="mrcnn_class_conv2")(x)
-    x = norm_layer("mrcnn_class_bn2", config.BATCH_NORM_MOMENTUM, config.NORM)(x)
+    x = norm_layer("mrcnn_class_bn2", config.BATCH_NORM_MOMENTUM, config.NORM, groups)(x)
     x = layers.Activation("relu")(x)
     shared = layers.Flatten(name="pool_squeeze")(x)
     logits = layers.Dense(config.NUM_CLASSES, name="mrcnn_class_logits", dtype="float32")(shared)

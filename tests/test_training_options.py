@@ -44,6 +44,42 @@ def test_group_norm_is_per_image_and_the_same_in_training_and_inference():
     np.testing.assert_allclose(groups.mean(axis=(1, 2, 4)), 0, atol=1e-4)
 
 
+def test_classifier_head_norm_groups_keep_each_rois_channel_relations():
+    """CLASSIFIER_NORM_GROUPS=1: the head's 1x1 features are normalized per ROI over all channels (layer norm).
+
+    With 32 groups of 64 channels every group is a pair, which normalizes to
+    (-d, +d) with |d| near 1: all but the sign of each pair's difference is lost.
+    """
+    from mrcnn.config import Config
+    from mrcnn.heads import fpn_classifier_graph
+
+    features = np.random.default_rng(1).normal(2.0, 3.0, (6, 1, 1, 64)).astype("float32")
+    pairs = np.asarray(norm_layer("bn_pairs", kind="group", groups=32)(features))
+    np.testing.assert_allclose(pairs[..., 0::2], -pairs[..., 1::2], atol=1e-4)
+    assert np.mean(np.abs(np.abs(pairs) - 1) < 0.01) > 0.9
+    layer_norm = np.asarray(norm_layer("bn_layer", kind="group", groups=1)(features))
+    expected = (features - features.mean(-1, keepdims=True)) / np.sqrt(features.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(layer_norm, expected, atol=1e-4)
+
+    class HeadConfig(GroupConfig):
+        CLASSIFIER_NORM_GROUPS = 1
+    import keras
+    rois = keras.Input((8, 4), batch_size=1)
+    maps = [keras.Input((64 // s, 64 // s, 32), batch_size=1) for s in (4, 8, 16, 32)]
+    head = keras.Model([rois] + maps, fpn_classifier_graph(rois, maps, 8, HeadConfig()))
+    assert head.get_layer("mrcnn_class_bn1").groups == 1 and head.get_layer("mrcnn_class_bn2").groups == 1
+    # A run saved before the field existed is rebuilt with what it was trained with: 32 groups.
+    saved = GroupConfig().to_dict()
+    del saved["CLASSIFIER_NORM_GROUPS"]
+    assert GroupConfig.from_saved(saved).CLASSIFIER_NORM_GROUPS == 32
+    assert Config.from_saved(HeadConfig().to_dict()).CLASSIFIER_NORM_GROUPS == 1
+
+    class Bad(ShapesConfig):
+        CLASSIFIER_NORM_GROUPS = 0
+    with pytest.raises(ConfigError, match="CLASSIFIER_NORM_GROUPS"):
+        Bad()
+
+
 def test_norm_is_validated():
     class Bad(ShapesConfig):
         NORM = "layer"
