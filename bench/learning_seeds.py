@@ -34,36 +34,19 @@ def train_and_score(seed, epochs, count, separate):
     import tempfile
     import time
 
-    import keras
-    import numpy as np
-
     sys.path.insert(0, TESTS)
-    from mrcnn import model as modellib
-    from mrcnn.boxes import extract_bboxes
-    from mrcnn.metrics import compute_ap
+    import test_learning
     from mrcnn_shapes import ShapesDataset
-    from test_learning import LearningConfig, LearningInferenceConfig
 
-    keras.utils.set_random_seed(seed)
-    logs = tempfile.mkdtemp(prefix="learning_seeds_")
     dataset = ShapesDataset()
     dataset.load(count, seed=1, separate=separate)
     dataset.prepare()
+    test_learning.EPOCHS = epochs
     started = time.monotonic()
-    model = modellib.MaskRCNN("training", LearningConfig(), logs)
-    model.shuffle_seed = seed
-    model.train(dataset, None, LearningConfig.LEARNING_RATE, epochs, "all")
-    train_s = time.monotonic() - started
-    inference = modellib.MaskRCNN("inference", LearningInferenceConfig(), logs)
-    inference.load_weights(model.find_last(), by_name=True)
-    aps = []
-    for image_id in dataset.image_ids:
-        gt_masks, gt_class_ids = dataset.load_mask(image_id)
-        result = inference.detect([dataset.load_image(image_id)])[0]
-        ap, _, _, _ = compute_ap(extract_bboxes(gt_masks), gt_class_ids, gt_masks, result["rois"],
-                                 result["class_ids"], result["scores"], result["masks"], iou_threshold=0.5)
-        aps.append(round(float(ap), 4))
-    return {"map": float(np.mean(aps)), "aps": aps, "train_s": round(train_s, 1)}
+    model = test_learning.train_learning_model(dataset, tempfile.mkdtemp(prefix="learning_seeds_"), seed)
+    train_s = time.monotonic() - started  # training, plus building the inference model
+    aps = [round(ap, 4) for ap in test_learning.image_aps(dataset, model)]
+    return {"map": sum(aps) / len(aps), "aps": aps, "train_s": round(train_s, 1)}
 
 
 def main(argv=None):

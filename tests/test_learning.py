@@ -43,28 +43,51 @@ class LearningInferenceConfig(ShapesInferenceConfig):
 EPOCHS = 8  # x 50 steps of 2 images
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    logs = tmp_path_factory.mktemp("learning")
+def learning_dataset():
+    """The test's 32 images of 1-2 shapes that never touch."""
     dataset = ShapesDataset()
     dataset.load(32, seed=1, separate=True)
     dataset.prepare()
+    return dataset
+
+
+def train_learning_model(dataset, logs, seed=None):
+    """Train the test's model from random weights (seed: Keras' initial weights and the image order).
+
+    Returns the inference model with the last checkpoint loaded.
+    """
+    if seed is not None:
+        import keras
+        keras.utils.set_random_seed(seed)
     model = modellib.MaskRCNN("training", LearningConfig(), str(logs))
+    model.shuffle_seed = seed
     model.train(dataset, None, LearningConfig.LEARNING_RATE, EPOCHS, "all")
     inference = modellib.MaskRCNN("inference", LearningInferenceConfig(), str(logs))
     inference.load_weights(model.find_last(), by_name=True)
-    return dataset, inference
+    return inference
 
 
-def test_mask_map_reaches_090(trained):
-    dataset, model = trained
+def image_aps(dataset, model):
+    """Mask AP@0.5 of every image of the dataset: list of floats, in image order."""
     aps = []
     for image_id in dataset.image_ids:
         gt_masks, gt_class_ids = dataset.load_mask(image_id)
         result = model.detect([dataset.load_image(image_id)])[0]
         ap, _, _, _ = compute_ap(extract_bboxes(gt_masks), gt_class_ids, gt_masks, result["rois"],
                                  result["class_ids"], result["scores"], result["masks"], iou_threshold=0.5)
-        aps.append(ap)
+        aps.append(float(ap))
+    return aps
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    dataset = learning_dataset()
+    return dataset, train_learning_model(dataset, tmp_path_factory.mktemp("learning"))
+
+
+def test_mask_map_reaches_090(trained):
+    dataset, model = trained
+    aps = image_aps(dataset, model)
     assert np.mean(aps) >= 0.9, f"mask mAP@0.5 {np.mean(aps):.3f} after {EPOCHS * 50} steps"
 
 
